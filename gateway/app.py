@@ -1,0 +1,91 @@
+"""``create_app(settings)``: the one place where Stopgate's parts are built and connected.
+
+Start-up order (in the lifespan, never at import): logging -> Redis (ours or the configured one)
+-> policy store, audit log, classifier -> model worker (loads in the background, so /healthz
+answers at once and /readyz turns ready when the model is in) -> serve. Shutdown reverses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+
+import structlog
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from gateway import __version__
+from gateway.http.auth import KeyRing
+from gateway.http.chat import ChatController
+from gateway.http.errors import EXCEPTION_HANDLERS
+from gateway.http.health import HealthController
+from gateway.metrics import Metrics
+from gateway.serving.chat import ChatService
+from gateway.serving.routing import Router
+from gateway.services import Services
+from gateway.settings import Settings
+from gateway.worker.protocol import Worker
+
+log = structlog.get_logger(__name__)
+
+
+def build_worker(settings: Settings) -> Worker:
+    if settings.worker_url:
+        from gateway.worker.remote import RemoteWorker
+
+        return RemoteWorker(list(settings.worker_url), model=settings.model)  # type: ignore[return-value]
+    from gateway.worker.local import LocalWorker
+
+    return LocalWorker(settings.model, settings.device, settings.data_dir, settings.max_batch_size)
+
+
+def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
+    worker = worker or build_worker(settings)
+    services = Services(settings=settings, worker=worker)
+    services.metrics = Metrics(worker)
+    router = Router(default_max_tokens=settings.default_max_tokens)
+    services.chat = ChatService(worker, router, max_concurrent_streams=settings.max_concurrent_streams,
+                                metrics=services.metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        loading = asyncio.create_task(_start_worker(worker))
+        try:
+            yield
+        finally:
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await loading
+            await worker.close()
+
+    def on_app_init(config: AppConfig) -> AppConfig:
+        config.state.update({"services": services, "keyring": KeyRing(settings.api_keys)})
+        return config
+
+    return Litestar(
+        route_handlers=[ChatController, HealthController],
+        dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        on_app_init=[on_app_init],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="Stopgate", version=__version__, path="/schema",
+                                     render_plugins=[SwaggerRenderPlugin()]),
+        debug=False,
+    )
+
+
+async def _start_worker(worker: Worker) -> None:
+    try:
+        await worker.start()
+        log.info("worker_ready", model=worker.model_id)
+    except Exception:
+        log.exception("worker_failed_to_start")
+        raise
+
+

@@ -1,0 +1,1 @@
+"""Stopping policies: schema, YAML loader, the pure engine, and the Redis-backed store."""

@@ -1,0 +1,1 @@
+"""The chat request pipeline, free of HTTP: route, pick the policy, stream, enforce, audit."""

