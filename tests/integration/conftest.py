@@ -1,0 +1,81 @@
+"""A real gateway for the integration tests: ``create_app`` on uvicorn, on a free loopback port.
+
+One server per session (the model loads once); it talks to the session's real Redis server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from gateway.app import create_app
+from gateway.redis_server import LocalRedis, free_port
+from gateway.settings import Settings
+
+ADMIN_KEY = "test-admin-key"
+MODEL = "smollm2-135m-instruct"
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    settings: Settings
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def metric(self, name: str) -> float:
+        """The value of one unlabelled metric from /metrics."""
+        for line in httpx.get(self.url + "/metrics", timeout=10).text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
+
+def start_gateway(settings: Settings, wait_s: float = 300) -> RunningGateway:
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://{settings.host}:{settings.port}"
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return RunningGateway(url, settings, server, thread)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    server.should_exit = True
+    raise RuntimeError("gateway did not become ready")
+
+
+def stop_gateway(gw: RunningGateway) -> None:
+    gw.server.should_exit = True
+    gw.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def gateway_settings(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    tmp = tmp_path_factory.mktemp("gateway")
+    return Settings(
+        port=free_port(),
+        redis_url=redis_server.url,
+        admin_key=ADMIN_KEY,
+        # The converted-model cache is shared with `make run`, so only the first start converts.
+        data_dir=Path(".stopgate"),
+        audit_log=tmp / "audit.jsonl",
+    )
+
+
+@pytest.fixture(scope="session")
+def gateway(gateway_settings: Settings) -> Iterator[RunningGateway]:
+    gw = start_gateway(gateway_settings)
+    yield gw
+    stop_gateway(gw)

@@ -1,0 +1,100 @@
+"""The app's structlog setup: JSON lines with timestamp, level, event and bound request context."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from gateway.audit.logging import configure_logging
+from gateway.errors import ConfigError
+
+
+@pytest.fixture()
+def captured() -> Iterator[io.StringIO]:
+    """Configure logging into a buffer; restore structlog and the root logger afterwards."""
+    buf = io.StringIO()
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    configure_logging("info", stream=buf)
+    yield buf
+    structlog.contextvars.clear_contextvars()
+    structlog.reset_defaults()
+    root.handlers[:] = before[0]
+    root.setLevel(before[1])
+
+
+def lines(buf: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in buf.getvalue().splitlines() if line.strip()]
+
+
+def test_lines_are_json_with_timestamp_level_event_and_request_id(captured):
+    """Each line is a JSON object carrying timestamp, level, event and the bound request_id."""
+    with structlog.contextvars.bound_contextvars(request_id="req-42"):
+        structlog.get_logger().info("stream_started", tokens=3)
+    (line,) = lines(captured)
+    assert line["event"] == "stream_started" and line["level"] == "info" and line["tokens"] == 3
+    assert line["request_id"] == "req-42"
+    assert line["timestamp"].endswith("Z")
+
+
+def test_level_filters_debug(captured):
+    """At level info, debug lines are not written."""
+    structlog.get_logger().debug("noise")
+    assert lines(captured) == []
+
+
+def test_prompt_text_is_redacted(captured):
+    """Keys that may hold user text are replaced by their length."""
+    structlog.get_logger().info("got", prompt="secret question", messages=[{"content": "x"}])
+    (line,) = lines(captured)
+    assert "secret" not in json.dumps(line)
+    assert line["prompt"] == "<redacted 15 chars>" and line["messages"] == "<redacted>"
+
+
+def test_log_prompts_keeps_text():
+    """With log_prompts on, text keys are kept (an explicit operator choice)."""
+    buf = io.StringIO()
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        configure_logging("info", log_prompts=True, stream=buf)
+        structlog.get_logger().info("got", prompt="visible")
+        assert json.loads(buf.getvalue())["prompt"] == "visible"
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = before
+
+
+def test_tracebacks_carry_no_local_variables(captured):
+    """An exception is logged as a structured traceback without the frames' locals."""
+
+    def fails() -> None:
+        hidden_prompt = "the user's private words"
+        raise ValueError("bad " + str(len(hidden_prompt)))
+
+    try:
+        fails()
+    except ValueError:
+        structlog.get_logger().exception("request_failed")
+    out = captured.getvalue()
+    assert "private words" not in out
+    (line,) = lines(captured)
+    assert line["exception"][0]["exc_type"] == "ValueError"
+
+
+def test_stdlib_loggers_are_rendered_as_json(captured):
+    """uvicorn/litestar style stdlib logging goes out as the same JSON lines."""
+    logging.getLogger("uvicorn.error").warning("port %d busy", 8000)
+    (line,) = lines(captured)
+    assert line["event"] == "port 8000 busy" and line["level"] == "warning"
+
+
+def test_unknown_level_is_a_config_error():
+    """A misspelt level is refused, naming the setting."""
+    with pytest.raises(ConfigError, match="STOPGATE_LOG_LEVEL"):
+        configure_logging("loud")

@@ -1,0 +1,99 @@
+"""The shipped policies do what their descriptions promise on typical small-model answers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import msgspec
+import yaml
+from policy_streams import pieces, run
+
+from gateway.policy.rules import RULE_TYPES, RuleSpec
+
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
+
+
+def policy(domain: str) -> tuple[list[RuleSpec], int, int]:
+    doc = yaml.safe_load((POLICIES / f"{domain}.yaml").read_text())
+    rules = [
+        msgspec.convert(params or {}, RULE_TYPES[kind])
+        for item in doc["rules"]
+        for kind, params in item.items()
+    ]
+    return rules, doc["max_tokens"], doc["min_tokens"]
+
+
+def apply(domain: str, text: str, budget: int = 512) -> tuple[str, str | None, int]:
+    rules, max_tokens, min_tokens = policy(domain)
+    parts = pieces(text)
+    kept, out = run(rules, parts, max_tokens=min(budget, max_tokens), min_tokens=min_tokens)
+    return kept, out.stop_rule, len(parts) - out.tokens
+
+
+def test_factual_keeps_the_answer_and_drops_the_elaboration() -> None:
+    """A factual answer keeps its first sentences and stops before the rambling goes on."""
+    answer = (
+        "The first telephone was patented by Alexander Graham Bell in 1876. It changed how people talked. "
+        "Many inventors worked on similar devices at the time, and some of them claimed to be first. "
+        "Today telephones are everywhere, and they keep getting smaller and smarter every year."
+    )
+    kept, rule, saved = apply("factual", answer)
+    assert rule == "sentences" and saved > 20
+    assert (
+        kept
+        == "The first telephone was patented by Alexander Graham Bell in 1876. It changed how people talked."
+    )
+
+
+def test_small_talk_stops_a_reply_that_repeats_itself() -> None:
+    """A greeting that loops is cut short, at a sentence end."""
+    reply = "You're welcome! " + "I'm happy to help with anything. " * 20
+    kept, rule, saved = apply("small_talk", reply)
+    assert rule is not None and saved > 100
+    assert kept.endswith(".") and kept.count("happy to help") <= 2
+
+
+def test_code_keeps_the_whole_block() -> None:
+    """The code policy stops right after the first complete code block, never inside it."""
+    answer = (
+        "```python\ndef double(x):\n"
+        "    total = x + x\n    total = x + x\n    total = x + x\n    return total\n```\n\n"
+        "This function doubles its input. It works for ints and floats. It is simple and fast."
+    )
+    kept, rule, _ = apply("code", answer)
+    assert rule == "code_blocks" and kept.endswith("return total\n```") and kept.count("```") == 2
+
+
+def test_code_loop_inside_a_block_is_never_cut() -> None:
+    """A block that loops until the budget is left whole rather than cut mid-code by a rule."""
+    answer = "```python\n" + "print('hello world')\n" * 200
+    _, rule, _ = apply("code", answer)
+    assert rule is None
+
+
+def test_math_keeps_the_final_number_of_a_loop() -> None:
+    """A looping math answer is stopped in phase with the budget: the last number is unchanged."""
+    text = (
+        "Lisa has 12 pairs.\nSandra brings 20 pairs.\n" + "So Lisa has 12 + 20 = 32 pairs, and 4 more.\n" * 60
+    )
+    parts = pieces(text)
+    budget = 512
+    full = "".join(parts[:budget])
+    kept, rule, saved = apply("math", text, budget)
+    assert rule == "loop" and saved > 200
+    numbers = re.findall(r"\d+", kept)
+    assert full.startswith(kept) and numbers[-1] == re.findall(r"\d+", full)[-1]
+
+
+def test_math_stops_after_the_hash_answer_line() -> None:
+    """'#### N' ends a math answer: the restatement after it is dropped, the number kept."""
+    kept, rule, _ = apply("math", "She has 3 + 4 = 7 apples left.\n#### 7\nThe answer is: 7")
+    assert rule == "answer_pattern" and kept.endswith("#### 7")
+
+
+def test_math_does_not_cut_ordinary_working() -> None:
+    """A math answer without a loop or a '####' line runs to its natural end."""
+    text = "First, 3 * 4 = 12. Then 12 + 5 = 17. So she has 17 apples.\n\nThe answer is 17."
+    _, rule, saved = apply("math", text)
+    assert rule is None and saved == 0
