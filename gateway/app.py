@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-
 import structlog
 from litestar import Litestar
 from litestar.config.app import AppConfig
@@ -20,14 +19,17 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from gateway import __version__
+from gateway.audit.log import AuditLog
+from gateway.http.admin_audit import AuditController
 from gateway.http.auth import KeyRing
 from gateway.http.chat import ChatController
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.health import HealthController
 from gateway.metrics import Metrics
+from gateway.redis_server import LocalRedis
+from gateway.services import Services
 from gateway.serving.chat import ChatService
 from gateway.serving.routing import Router
-from gateway.services import Services
 from gateway.settings import Settings
 from gateway.worker.protocol import Worker
 
@@ -38,7 +40,7 @@ def build_worker(settings: Settings) -> Worker:
     if settings.worker_url:
         from gateway.worker.remote import RemoteWorker
 
-        return RemoteWorker(list(settings.worker_url), model=settings.model)  # type: ignore[return-value]
+        return RemoteWorker(list(settings.worker_url), model=settings.model)
     from gateway.worker.local import LocalWorker
 
     return LocalWorker(settings.model, settings.device, settings.data_dir, settings.max_batch_size)
@@ -49,35 +51,54 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
     services = Services(settings=settings, worker=worker)
     services.metrics = Metrics(worker)
     router = Router(default_max_tokens=settings.default_max_tokens)
-    services.chat = ChatService(worker, router, max_concurrent_streams=settings.max_concurrent_streams,
-                                metrics=services.metrics)
+    services.chat = ChatService(
+        worker, router, max_concurrent_streams=settings.max_concurrent_streams, metrics=services.metrics
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        loading = asyncio.create_task(_start_worker(worker))
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            redis_url = settings.redis_url or _start_local_redis(settings, stack)
+            services.audit = AuditLog(settings.audit_log, redis_url, settings.data_dir / "audit-spill")
+            await services.audit.start()
+            stack.push_async_callback(services.audit.close)
+            services.chat.audit = services.audit
+            loading = asyncio.create_task(_start_worker(worker))
+            stack.push_async_callback(worker.close)
+            stack.push_async_callback(_cancel, loading)
             yield
-        finally:
-            loading.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await loading
-            await worker.close()
 
     def on_app_init(config: AppConfig) -> AppConfig:
         config.state.update({"services": services, "keyring": KeyRing(settings.api_keys)})
         return config
 
     return Litestar(
-        route_handlers=[ChatController, HealthController],
+        route_handlers=[ChatController, HealthController, AuditController],
         dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         on_app_init=[on_app_init],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Stopgate", version=__version__, path="/schema",
-                                     render_plugins=[SwaggerRenderPlugin()]),
+        openapi_config=OpenAPIConfig(
+            title="Stopgate", version=__version__, path="/schema", render_plugins=[SwaggerRenderPlugin()]
+        ),
         debug=False,
     )
+
+
+def _start_local_redis(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
+    """No STOPGATE_REDIS_URL: run our own Redis-compatible server under the data dir, stop it on exit."""
+    server = LocalRedis(settings.data_dir / "redis")
+    server.start()
+    stack.callback(server.stop)
+    log.info("local_redis_started", url=server.url)
+    return server.url
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
 
 
 async def _start_worker(worker: Worker) -> None:
@@ -87,5 +108,3 @@ async def _start_worker(worker: Worker) -> None:
     except Exception:
         log.exception("worker_failed_to_start")
         raise
-
-

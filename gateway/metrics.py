@@ -10,19 +10,30 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 class Metrics:
     def __init__(self, worker: Any) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("stopgate_requests_total", "Chat requests finished",
-                                ["domain", "finish_reason", "stop_rule"], registry=self.registry)
-        self.completion_tokens = Counter("stopgate_completion_tokens_total", "Completion tokens sent",
-                                         ["domain"], registry=self.registry)
-        self.disconnects = Counter("stopgate_client_disconnects_total", "Streams the client left",
-                                   registry=self.registry)
-        self.ttft = Histogram("stopgate_ttft_seconds", "Time to first token",
-                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=self.registry)
+        self.requests = Counter(
+            "stopgate_requests_total",
+            "Chat requests finished",
+            ["domain", "finish_reason", "stop_rule"],
+            registry=self.registry,
+        )
+        self.completion_tokens = Counter(
+            "stopgate_completion_tokens_total", "Completion tokens sent", ["domain"], registry=self.registry
+        )
+        self.disconnects = Counter(
+            "stopgate_client_disconnects_total", "Streams the client left", registry=self.registry
+        )
+        self.ttft = Histogram(
+            "stopgate_ttft_seconds",
+            "Time to first token",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
         self.active = Gauge("stopgate_active_streams", "Streams in progress", registry=self.registry)
         queue = Gauge("stopgate_worker_queue_depth", "Requests waiting for a batch slot", registry=self.registry)
         queue.set_function(lambda: worker.queue_depth)
-        generated = Gauge("stopgate_worker_tokens_generated", "Tokens decoded by the worker since start",
-                          registry=self.registry)
+        generated = Gauge(
+            "stopgate_worker_tokens_generated", "Tokens decoded by the worker since start", registry=self.registry
+        )
         generated.set_function(lambda: worker.tokens_generated)
 
     def stream_opened(self) -> None:

@@ -8,8 +8,20 @@ import dataclasses
 from gateway.settings import Settings
 
 _FLAGGED = (
-    "host", "port", "redis_url", "model", "device", "domains_dir", "policies_dir", "data_dir",
-    "audit_log", "api_keys", "admin_key", "worker_url", "max_concurrent_streams", "max_batch_size",
+    "host",
+    "port",
+    "redis_url",
+    "model",
+    "device",
+    "domains_dir",
+    "policies_dir",
+    "data_dir",
+    "audit_log",
+    "api_keys",
+    "admin_key",
+    "worker_url",
+    "max_concurrent_streams",
+    "max_batch_size",
     "log_level",
 )
 
@@ -17,7 +29,9 @@ _FLAGGED = (
 def add_settings_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] = _FLAGGED) -> None:
     for name in only:
         parser.add_argument(
-            "--" + name.replace("_", "-"), dest=f"setting_{name}", default=None,
+            "--" + name.replace("_", "-"),
+            dest=f"setting_{name}",
+            default=None,
             help=f"overrides STOPGATE_{name.upper()}",
         )
 

@@ -21,8 +21,8 @@ from gateway.http.errors import describe, error_body
 from gateway.http.guards import api_key_guard
 from gateway.http.protocol import ChatCompletionRequest, chunk, parse_chat_request, usage
 from gateway.http.sse import DONE, frame
-from gateway.serving.chat import ChatCall, ChatRun
 from gateway.services import Services
+from gateway.serving.chat import ChatCall, ChatRun
 from gateway.worker.protocol import ChatMessage
 
 log = structlog.get_logger(__name__)
@@ -34,19 +34,26 @@ class ChatController(Controller):
 
     @get("/models", summary="Models served by this gateway")
     async def models(self, services: Services) -> dict[str, Any]:
-        return {"object": "list", "data": [
-            {"id": services.worker.model_id, "object": "model", "created": 0, "owned_by": "stopgate"}]}
+        return {
+            "object": "list",
+            "data": [{"id": services.worker.model_id, "object": "model", "created": 0, "owned_by": "stopgate"}],
+        }
 
     @post("/chat/completions", summary="OpenAI-compatible chat completion (stream or not)", status_code=200)
     async def chat_completions(self, request: Request[Any, Any, Any], services: Services) -> Response[Any]:
         request_id = "chatcmpl-" + uuid.uuid4().hex[:24]
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        req, unknown = parse_chat_request(await request.body())
+        try:
+            req, unknown = parse_chat_request(await request.body())
+            if req.model != services.worker.model_id:
+                raise ModelNotFound(
+                    f"The model '{req.model}' does not exist; GET /v1/models lists the served one.", param="model"
+                )
+        except StopgateError as exc:
+            services.chat.reject(request_id, request.state.get("api_key_id"), exc)
+            raise
         if unknown:
             log.info("unknown_fields_ignored", fields=unknown)
-        if req.model != services.worker.model_id:
-            raise ModelNotFound(f"The model '{req.model}' does not exist; GET /v1/models lists the served one.",
-                                param="model")
         call = _call_from(req, request, services, request_id)
         run = await services.chat.open(call)
         headers = {
@@ -56,13 +63,17 @@ class ChatController(Controller):
         }
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return Stream(_sse(run, req.model, include_usage), media_type="text/event-stream",
-                          headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
+            return Stream(
+                _sse(run, req.model, include_usage),
+                media_type="text/event-stream",
+                headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
+            )
         return Response(await _complete(run, req.model), headers=headers)
 
 
-def _call_from(req: ChatCompletionRequest, request: Request[Any, Any, Any], services: Services,
-               request_id: str) -> ChatCall:
+def _call_from(
+    req: ChatCompletionRequest, request: Request[Any, Any, Any], services: Services, request_id: str
+) -> ChatCall:
     admin = AdminGate(services.settings.admin_key).allows(request.headers.get("x-stopgate-admin-key"))
     policy_header = (request.headers.get("x-stopgate-policy") or "").strip().lower()
     requested = req.requested_max_tokens
@@ -85,15 +96,24 @@ def _call_from(req: ChatCompletionRequest, request: Request[Any, Any, Any], serv
 
 async def _sse(run: ChatRun, model: str, include_usage: bool) -> AsyncIterator[bytes]:
     rid, created = run.request_id, run.created
-    disconnected, error = True, None
+    disconnected = True
+    error: BaseException | None = None
     try:
         yield frame(chunk(rid, created, model, {"role": "assistant", "content": ""}))
         async for text in run.deltas():
             yield frame(chunk(rid, created, model, {"content": text}))
         yield frame(chunk(rid, created, model, {}, run.finish_reason, run.stopgate_info()))
         if include_usage:
-            yield frame({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                         "choices": [], "usage": usage(run.prompt_tokens, run.completion_tokens)})
+            yield frame(
+                {
+                    "id": rid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage(run.prompt_tokens, run.completion_tokens),
+                }
+            )
         yield DONE
         disconnected = False
     except StopgateError as exc:
@@ -119,9 +139,18 @@ async def _complete(run: ChatRun, model: str) -> dict[str, Any]:
     finally:
         run.close(error=error)
     return {
-        "id": run.request_id, "object": "chat.completion", "created": run.created, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                     "finish_reason": run.finish_reason}],
+        "id": run.request_id,
+        "object": "chat.completion",
+        "created": run.created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": run.finish_reason,
+            }
+        ],
         "usage": usage(run.prompt_tokens, run.completion_tokens),
         "stopgate": run.stopgate_info(),
         "system_fingerprint": None,

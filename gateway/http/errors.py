@@ -50,8 +50,9 @@ def describe(exc: e.StopgateError) -> tuple[int, dict[str, Any]]:
     return status, {"error": body}
 
 
-def error_body(message: str, etype: str = "invalid_request_error", code: str | None = None,
-               param: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, etype: str = "invalid_request_error", code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": etype, "param": param, "code": code}}
 
 
@@ -73,8 +74,9 @@ def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Respons
             message = f"{exc.detail}: {first.get('message', '')}".strip(": ")
     code = "not_found" if isinstance(exc, NotFoundException) else None
     etype = "invalid_request_error" if status < 500 else "server_error"
-    return Response(content=error_body(message, etype, code, param), status_code=status,
-                    headers=getattr(exc, "headers", None))
+    return Response(
+        content=error_body(message, etype, code, param), status_code=status, headers=getattr(exc, "headers", None)
+    )
 
 
 def decode_error_handler(_: Request[Any, Any, Any], exc: msgspec.ValidationError) -> Response[Any]:

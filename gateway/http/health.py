@@ -25,8 +25,9 @@ class HealthController(Controller):
             for name, part in (("policies", services.policies), ("audit", services.audit))
             if part is not None and getattr(part, "degraded_reason", None)
         ]
-        return Response({"status": "degraded" if reasons else "ready", "reasons": reasons,
-                         "model": services.worker.model_id})
+        return Response(
+            {"status": "degraded" if reasons else "ready", "reasons": reasons, "model": services.worker.model_id}
+        )
 
     @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
     async def metrics(self, services: Services) -> Response[bytes]:

@@ -113,10 +113,19 @@ def _check(req: ChatCompletionRequest) -> None:
 # -- responses (plain dicts: the shapes are OpenAI's, plus our "stopgate" object) ------------------
 
 
-def chunk(rid: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None = None,
-          stopgate: dict[str, Any] | None = None) -> dict[str, Any]:
+def chunk(
+    rid: str,
+    created: int,
+    model: str,
+    delta: dict[str, Any],
+    finish_reason: str | None = None,
+    stopgate: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
     if stopgate is not None:
@@ -125,5 +134,8 @@ def chunk(rid: str, created: int, model: str, delta: dict[str, Any], finish_reas
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }

@@ -1,9 +1,9 @@
 """``ChatService``: one chat request from routing to audit, with no knowledge of HTTP.
 
-    open(call)  -> route (classifier / operator override) -> pin the policy snapshot
-                -> budget = min(client max_tokens, policy max_tokens) -> start the worker stream
-    run.deltas()   tokens -> policy engine after every token -> stop? cancel the worker
-    run.close()    exactly once, from the edge's ``finally``: cancel, count, write the audit record
+open(call)  -> route (classifier / operator override) -> pin the policy snapshot
+            -> budget = min(client max_tokens, policy max_tokens) -> start the worker stream
+run.deltas()   tokens -> policy engine after every token -> stop? cancel the worker
+run.close()    exactly once, from the edge's ``finally``: cancel, count, write the audit record
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from gateway.audit.record import AuditDraft, Overrides, ShadowDecision
 from gateway.errors import ContextLengthExceeded, RateLimited, UnknownDomain
 from gateway.serving.enforcement import Enforcer
 from gateway.serving.routing import Route, Router
@@ -46,14 +47,22 @@ class ChatCall:
 class ChatRun:
     """One running request: iterate ``deltas()``, then read the outcome fields; ``close()`` once."""
 
-    def __init__(self, service: ChatService, call: ChatCall, route: Route, stream: TokenStream,
-                 enforcer: Enforcer, started: float) -> None:
+    def __init__(
+        self,
+        service: ChatService,
+        call: ChatCall,
+        route: Route,
+        stream: TokenStream,
+        enforcer: Enforcer,
+        draft: AuditDraft,
+    ) -> None:
         self.service = service
         self.call = call
         self.route = route
         self.stream = stream
         self.enforcer = enforcer
-        self.started = started
+        self.draft = draft
+        self.started = draft.started
         self.request_id = call.request_id
         self.created = int(time.time())
         self.prompt_tokens = stream.prompt_tokens
@@ -62,6 +71,7 @@ class ChatRun:
         self.first_token_at: float | None = None
         self.error: BaseException | None = None
         self._matcher = StopStringMatcher(call.stop)
+        self._text: list[str] | None = [] if route.policy is not None and route.policy.audit.include_text else None
         self._closed = False
 
     @property
@@ -78,9 +88,12 @@ class ChatRun:
             self.completion_tokens += 1
             if self.first_token_at is None:
                 self.first_token_at = time.perf_counter()
+                self.draft.first_token_at = self.first_token_at
             decision = await self.enforcer.after_token(event, self.stream)
             text = self._matcher.push(event.text + decision.append_text)
             if text:
+                if self._text is not None:
+                    self._text.append(text)
                 yield text
             if self._matcher.matched:
                 self.finish_reason = "stop"
@@ -115,12 +128,26 @@ class ChatRun:
         self._closed = True
         self.stream.cancel()
         self.error = error
+        draft = self.draft
+        draft.completion_tokens = self.completion_tokens
+        draft.stop_rule = self.stop_rule
+        draft.finish_reason = None if client_disconnected or error else self.finish_reason
+        draft.client_disconnected = client_disconnected
+        shadow = self.enforcer.shadow
+        if shadow is not None:
+            draft.shadow = ShadowDecision(rule=shadow[0], at_token=shadow[1])
+        if error is not None:
+            draft.fail(error)
+        if self._text is not None:
+            user = [m.content for m in self.call.messages if m.role == "user"]
+            draft.include_text(user[-1] if user else "", "".join(self._text))
         self.service.release(self, client_disconnected=client_disconnected)
 
 
 class ChatService:
-    def __init__(self, worker: Worker, router: Router, *, max_concurrent_streams: int,
-                 audit: Any = None, metrics: Any = None) -> None:
+    def __init__(
+        self, worker: Worker, router: Router, *, max_concurrent_streams: int, audit: Any = None, metrics: Any = None
+    ) -> None:
         self.worker = worker
         self.router = router
         self.audit = audit
@@ -129,20 +156,42 @@ class ChatService:
         self.active_streams = 0
 
     async def open(self, call: ChatCall) -> ChatRun:
-        started = time.perf_counter()
+        """Route and start generating; a request refused here is audited here, then re-raised."""
+        draft = AuditDraft(request_id=call.request_id, api_key_id=call.api_key_id, max_tokens=call.max_tokens)
+        if call.force_domain is not None or call.policy_off:
+            draft.overrides = Overrides(
+                domain=call.force_domain, policy="off" if call.policy_off else None, honoured=call.admin
+            )
+        try:
+            return await self._open(call, draft)
+        except BaseException as exc:
+            draft.fail(exc)
+            self.submit_audit(draft)
+            raise
+
+    async def _open(self, call: ChatCall, draft: AuditDraft) -> ChatRun:
         if self.active_streams >= self.max_concurrent_streams:
-            raise RateLimited(f"Too many concurrent streams (limit {self.max_concurrent_streams}); retry shortly.",
-                              retry_after=1)
+            raise RateLimited(
+                f"Too many concurrent streams (limit {self.max_concurrent_streams}); retry shortly.", retry_after=1
+            )
         route = await self.router.route(call)
+        draft.domain, draft.domain_confidence = route.domain, route.confidence
+        draft.policy, draft.policy_version, draft.policy_hash = (
+            route.policy_name,
+            route.policy_version,
+            route.policy_hash or None,
+        )
         prompt_tokens = self.worker.count_prompt_tokens(call.messages)
+        draft.prompt_tokens = prompt_tokens
         budget = route.budget(call.max_tokens)
         if prompt_tokens + 1 > self.worker.context_length:
             raise ContextLengthExceeded(
                 f"The prompt has {prompt_tokens} tokens; this model's context is {self.worker.context_length}.",
-                param="messages")
+                param="messages",
+            )
         budget = min(budget, self.worker.context_length - prompt_tokens)
-        enforcer = Enforcer.for_route(route, budget, policy_off=call.admin and call.policy_off,
-                                      worker=self.worker)
+        enforcer = Enforcer.for_route(route, budget, policy_off=call.admin and call.policy_off, worker=self.worker)
+        draft.max_tokens = budget
         params = SamplingParams(max_tokens=budget, temperature=call.temperature, top_p=call.top_p, seed=call.seed)
         self.active_streams += 1
         try:
@@ -152,7 +201,7 @@ class ChatService:
             raise
         if self.metrics is not None:
             self.metrics.stream_opened()
-        return ChatRun(self, call, route, stream, enforcer, started)
+        return ChatRun(self, call, route, stream, enforcer, draft)
 
     def release(self, run: ChatRun, *, client_disconnected: bool) -> None:
         self.active_streams -= 1
@@ -160,13 +209,28 @@ class ChatService:
         ttft_ms = (run.first_token_at - run.started) * 1000 if run.first_token_at else None
         if self.metrics is not None:
             self.metrics.stream_closed(run, ttft_ms)
-        log.info("chat_completed", domain=run.route.domain, policy=run.route.policy_name,
-                 stop_rule=run.stop_rule, finish_reason=run.finish_reason,
-                 completion_tokens=run.completion_tokens, client_disconnected=client_disconnected,
-                 ttft_ms=ttft_ms, duration_ms=round((now - run.started) * 1000, 1))
+        log.info(
+            "chat_completed",
+            domain=run.route.domain,
+            policy=run.route.policy_name,
+            stop_rule=run.stop_rule,
+            finish_reason=run.finish_reason,
+            completion_tokens=run.completion_tokens,
+            client_disconnected=client_disconnected,
+            ttft_ms=ttft_ms,
+            duration_ms=round((now - run.started) * 1000, 1),
+        )
+        self.submit_audit(run.draft)
+
+    def reject(self, call_id: str, api_key_id: str | None, exc: BaseException) -> None:
+        """Audit a request the edge refused before it reached ``open`` (e.g. a malformed body)."""
+        draft = AuditDraft(request_id=call_id, api_key_id=api_key_id)
+        draft.fail(exc)
+        self.submit_audit(draft)
+
+    def submit_audit(self, draft: AuditDraft) -> None:
         if self.audit is not None:
-            self.audit.record_run(run, client_disconnected=client_disconnected, ttft_ms=ttft_ms,
-                                  duration_ms=(now - run.started) * 1000)
+            self.audit.submit(draft.finish())
 
     def check_domain(self, name: str) -> None:
         if name not in self.router.domain_names:

@@ -40,10 +40,11 @@ class Enforcer:
         return cls(engine, budget, worker)
 
     @property
-    def shadow(self) -> dict[str, Any] | None:
+    def shadow(self) -> tuple[str, int] | None:
+        """(rule, token index) a shadow-mode policy would have stopped at, if any."""
         if self.engine is None:
             return None
-        return self.engine.shadow_decision()
+        return self.engine.shadow_rule
 
     async def after_token(self, event: TokenEvent, stream: TokenStream) -> Verdict:
         if self.engine is None:

@@ -62,8 +62,16 @@ class Router:
         if self.policies is None:
             return Route(domain, confidence, "none", 0, "", None, overrides, self.default_max_tokens)
         active = self.policies.get(domain)
-        return Route(domain, confidence, active.policy.domain, active.version, active.hash, active.policy,
-                     overrides, self.default_max_tokens)
+        return Route(
+            domain,
+            confidence,
+            active.policy.domain,
+            active.version,
+            active.hash,
+            active.policy,
+            overrides,
+            self.default_max_tokens,
+        )
 
     async def _classify(self, call: ChatCall) -> tuple[str, float]:
         if self.classifier is None:

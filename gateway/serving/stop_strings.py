@@ -26,7 +26,10 @@ class StopStringMatcher:
             return out
         if len(self._buffer) <= self._hold:
             return ""
-        out, self._buffer = self._buffer[: len(self._buffer) - self._hold], self._buffer[len(self._buffer) - self._hold:]
+        out, self._buffer = (
+            self._buffer[: len(self._buffer) - self._hold],
+            self._buffer[len(self._buffer) - self._hold :],
+        )
         return out
 
     def flush(self) -> str:

@@ -20,9 +20,9 @@ class IncrementalDetokenizer:
 
     def push(self, token_id: int) -> str:
         self._ids.append(token_id)
-        before = self._tok.decode(self._ids[self._prefix:self._read], skip_special_tokens=True)
-        after = self._tok.decode(self._ids[self._prefix:], skip_special_tokens=True)
+        before = self._tok.decode(self._ids[self._prefix : self._read], skip_special_tokens=True)
+        after = self._tok.decode(self._ids[self._prefix :], skip_special_tokens=True)
         if len(after) > len(before) and not after.endswith("\ufffd"):
             self._prefix, self._read = self._read, len(self._ids)
-            return after[len(before):]
+            return after[len(before) :]
         return ""

@@ -11,7 +11,7 @@ from gateway.errors import NotReady, WorkerError
 from gateway.worker.detokenize import IncrementalDetokenizer
 from gateway.worker.model import LoadedModel, load_model
 from gateway.worker.protocol import ChatMessage, FinishReason, ProbeResult, SamplingParams, TokenEvent, TokenStream
-from gateway.worker.scheduler import BatchScheduler
+from gateway.worker.scheduler import BatchScheduler, asyncio_deliver
 from gateway.worker.scheduler import Sequence as BatchSequence
 
 
@@ -95,7 +95,9 @@ class LocalWorker:
     def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
         loaded, _ = self._require()
         rendered = loaded.tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in messages], add_generation_prompt=True, tokenize=False,
+            [{"role": m.role, "content": m.content} for m in messages],
+            add_generation_prompt=True,
+            tokenize=False,
         )
         return list(loaded.tokenizer.encode(rendered, add_special_tokens=False))
 
@@ -108,7 +110,7 @@ class LocalWorker:
     def generate_ids(self, prompt_ids: list[int], params: SamplingParams) -> LocalTokenStream:
         loaded, scheduler = self._require()
         loop = asyncio.get_running_loop()
-        seq = BatchSequence(prompt_ids, params, _deliver_on(loop), IncrementalDetokenizer(loaded.tokenizer))
+        seq = BatchSequence(prompt_ids, params, asyncio_deliver(loop), IncrementalDetokenizer(loaded.tokenizer))
         stream = LocalTokenStream(scheduler, seq)
         scheduler.submit(seq)
         return stream
@@ -125,9 +127,3 @@ class LocalWorker:
             logprobs.append(event.logprob)
         confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
         return ProbeResult("".join(text), len(logprobs), confidence)
-
-
-def _deliver_on(loop: asyncio.AbstractEventLoop):  # type: ignore[no-untyped-def]
-    from gateway.worker.scheduler import asyncio_deliver
-
-    return asyncio_deliver(loop)

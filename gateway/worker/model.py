@@ -61,7 +61,8 @@ def load_model(name: str, device_name: str, data_dir: Path) -> LoadedModel:
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
     if "gguf_file" in kwargs:
         _save_converted(model, tokenizer, _cache_dir(name, data_dir))
-    model.to(device).eval()
+    model = model.to(device)  # type: ignore[arg-type]
+    model.eval()
     eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     gen_eos = getattr(model.generation_config, "eos_token_id", None)
     eos |= set(gen_eos) if isinstance(gen_eos, list) else ({gen_eos} if gen_eos is not None else set())

@@ -35,8 +35,9 @@ Deliver = Callable[[list[tuple["Sequence", TokenEvent | BaseException | None]]],
 class Sequence:
     """One request inside the scheduler: its prompt, sampling state and where its tokens go."""
 
-    def __init__(self, prompt_ids: list[int], params: SamplingParams, deliver: Deliver,
-                 detokenizer: IncrementalDetokenizer) -> None:
+    def __init__(
+        self, prompt_ids: list[int], params: SamplingParams, deliver: Deliver, detokenizer: IncrementalDetokenizer
+    ) -> None:
         self.prompt_ids = prompt_ids
         self.params = params
         self.deliver = deliver
@@ -169,11 +170,12 @@ class BatchScheduler:
             return
         width = self._mask.shape[1]
         total = max(width, length)
-        for mine, theirs in zip(self._cache.layers, cache.layers, strict=True):
+        mine_layers = _layers(self._cache)
+        for mine, theirs in zip(mine_layers, _layers(cache), strict=True):
             mine.keys = torch.cat([_pad_left(mine.keys, total), _pad_left(theirs.keys, total)], dim=0)
             mine.values = torch.cat([_pad_left(mine.values, total), _pad_left(theirs.values, total)], dim=0)
         new_mask = torch.zeros((1, total), dtype=torch.long, device=device)
-        new_mask[:, total - length:] = 1
+        new_mask[:, total - length :] = 1
         old_mask = torch.nn.functional.pad(self._mask, (total - width, 0))
         self._mask = torch.cat([old_mask, new_mask], dim=0)
         self._positions = torch.cat([self._positions, torch.tensor([length], device=device)])
@@ -201,7 +203,7 @@ class BatchScheduler:
         first = int(used[0]) if used.numel() else 0
         if first > 0:
             self._mask = self._mask[:, first:]
-            for layer in self._cache.layers:
+            for layer in _layers(self._cache):
                 layer.keys = layer.keys[:, :, first:, :]
                 layer.values = layer.values[:, :, first:, :]
 
@@ -225,8 +227,13 @@ class BatchScheduler:
         entropy = -(logprobs.exp() * logprobs).nan_to_num().sum(dim=-1)
         return chosen.tolist(), list(zip(picked.tolist(), entropy.tolist(), strict=True))
 
-    def _advance(self, seq: Sequence, token: int, stats: tuple[float, float],
-                 out: list[tuple[Sequence, TokenEvent | BaseException | None]]) -> bool:
+    def _advance(
+        self,
+        seq: Sequence,
+        token: int,
+        stats: tuple[float, float],
+        out: list[tuple[Sequence, TokenEvent | BaseException | None]],
+    ) -> bool:
         """Record one token for ``seq``; True when the sequence is finished."""
         self.tokens_generated += 1
         if token in self.loaded.eos_token_ids:
@@ -266,6 +273,11 @@ class BatchScheduler:
             by_target.setdefault(item[0].deliver, []).append(item)
         for deliver, items in by_target.items():
             deliver(items)
+
+
+def _layers(cache: DynamicCache) -> list[Any]:
+    """The per-layer key/value holders (``DynamicLayer``: plain ``keys`` / ``values`` tensors)."""
+    return list(cache.layers)
 
 
 def _pad_left(t: torch.Tensor, total: int) -> torch.Tensor:

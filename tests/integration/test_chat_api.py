@@ -16,8 +16,9 @@ pytestmark = pytest.mark.model
 
 
 def sse_events(gw: RunningGateway, body: dict, headers: dict | None = None) -> tuple[httpx.Headers, list[str]]:
-    with httpx.stream("POST", gw.url + "/v1/chat/completions", json={**body, "stream": True},
-                      headers=headers or {}, timeout=120) as r:
+    with httpx.stream(
+        "POST", gw.url + "/v1/chat/completions", json={**body, "stream": True}, headers=headers or {}, timeout=120
+    ) as r:
         assert r.status_code == 200, r.read()
         return r.headers, [line for line in r.iter_lines() if line]
 
@@ -27,8 +28,12 @@ def test_sdk_streams_with_usage_and_stopgate_object(gateway: RunningGateway) -> 
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused")
     text, finishes, usage, ext = "", [], None, None
     for ch in client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Name a colour."}], stream=True,
-        stream_options={"include_usage": True}, max_tokens=16, temperature=0,
+        model=MODEL,
+        messages=[{"role": "user", "content": "Name a colour."}],
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=16,
+        temperature=0,
     ):
         if ch.usage is not None:
             usage = ch.usage
@@ -47,8 +52,9 @@ def test_sdk_streams_with_usage_and_stopgate_object(gateway: RunningGateway) -> 
 def test_sdk_non_stream_response(gateway: RunningGateway) -> None:
     """A non-stream request returns one message, usage, and the stopgate object."""
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused")
-    resp = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hello."}],
-                                          max_tokens=8, temperature=0)
+    resp = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, temperature=0
+    )
     assert resp.choices[0].message.content
     assert resp.choices[0].finish_reason in ("stop", "length")
     assert 0 < resp.usage.completion_tokens <= 8
@@ -57,8 +63,9 @@ def test_sdk_non_stream_response(gateway: RunningGateway) -> None:
 
 def test_sse_framing_headers_and_done(gateway: RunningGateway) -> None:
     """Every SSE line is a data frame of JSON, the stream ends with [DONE], headers name the route."""
-    headers, lines = sse_events(gateway, {"model": MODEL, "max_tokens": 6,
-                                          "messages": [{"role": "user", "content": "hi"}]})
+    headers, lines = sse_events(
+        gateway, {"model": MODEL, "max_tokens": 6, "messages": [{"role": "user", "content": "hi"}]}
+    )
     assert headers["content-type"].startswith("text/event-stream")
     for h in ("x-stopgate-request-id", "x-stopgate-domain", "x-stopgate-policy"):
         assert headers[h]
@@ -67,14 +74,23 @@ def test_sse_framing_headers_and_done(gateway: RunningGateway) -> None:
     chunks = [json.loads(line[6:]) for line in lines[:-1]]
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]] in (
-        ["stop"], ["length"])
+        ["stop"],
+        ["length"],
+    )
 
 
 def test_max_tokens_is_a_hard_budget(gateway: RunningGateway) -> None:
     """max_tokens (and max_completion_tokens) bound the completion and end it with 'length'."""
-    r = httpx.post(gateway.url + "/v1/chat/completions", timeout=120, json={
-        "model": MODEL, "max_completion_tokens": 5, "temperature": 0,
-        "messages": [{"role": "user", "content": "Write a long story about a cat."}]})
+    r = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        timeout=120,
+        json={
+            "model": MODEL,
+            "max_completion_tokens": 5,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "Write a long story about a cat."}],
+        },
+    )
     body = r.json()
     assert body["usage"]["completion_tokens"] == 5
     assert body["choices"][0]["finish_reason"] == "length"
@@ -82,8 +98,12 @@ def test_max_tokens_is_a_hard_budget(gateway: RunningGateway) -> None:
 
 def test_stop_sequence_ends_the_answer_without_sending_it(gateway: RunningGateway) -> None:
     """A client stop string ends the stream with 'stop' and is not part of the content."""
-    base = {"model": MODEL, "max_tokens": 40, "temperature": 0,
-            "messages": [{"role": "user", "content": "Count from one to ten in words."}]}
+    base = {
+        "model": MODEL,
+        "max_tokens": 40,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "Count from one to ten in words."}],
+    }
     full = httpx.post(gateway.url + "/v1/chat/completions", json=base, timeout=120).json()
     text = full["choices"][0]["message"]["content"]
     words = text.split()
@@ -102,14 +122,18 @@ BAD_BODIES = {
     "messages-not-list": json.dumps({"model": MODEL, "messages": "hello"}).encode(),
     "messages-missing": json.dumps({"model": MODEL}).encode(),
     "content-null": json.dumps({"model": MODEL, "messages": [{"role": "user", "content": None}]}).encode(),
-    "max-tokens-negative": json.dumps({"model": MODEL, "max_tokens": -5,
-                                       "messages": [{"role": "user", "content": "x"}]}).encode(),
-    "max-tokens-float": json.dumps({"model": MODEL, "max_tokens": 2.5,
-                                    "messages": [{"role": "user", "content": "x"}]}).encode(),
-    "temperature-string": json.dumps({"model": MODEL, "temperature": "hot",
-                                      "messages": [{"role": "user", "content": "x"}]}).encode(),
-    "stop-numbers": json.dumps({"model": MODEL, "stop": [1, 2],
-                                "messages": [{"role": "user", "content": "x"}]}).encode(),
+    "max-tokens-negative": json.dumps(
+        {"model": MODEL, "max_tokens": -5, "messages": [{"role": "user", "content": "x"}]}
+    ).encode(),
+    "max-tokens-float": json.dumps(
+        {"model": MODEL, "max_tokens": 2.5, "messages": [{"role": "user", "content": "x"}]}
+    ).encode(),
+    "temperature-string": json.dumps(
+        {"model": MODEL, "temperature": "hot", "messages": [{"role": "user", "content": "x"}]}
+    ).encode(),
+    "stop-numbers": json.dumps(
+        {"model": MODEL, "stop": [1, 2], "messages": [{"role": "user", "content": "x"}]}
+    ).encode(),
     "role-unknown": json.dumps({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}).encode(),
 }
 
@@ -117,8 +141,12 @@ BAD_BODIES = {
 @pytest.mark.parametrize("name", sorted(BAD_BODIES))
 def test_bad_requests_get_an_openai_error_object(gateway: RunningGateway, name: str) -> None:
     """Malformed requests are 4xx with an OpenAI error object, never a 5xx."""
-    r = httpx.post(gateway.url + "/v1/chat/completions", content=BAD_BODIES[name],
-                   headers={"content-type": "application/json"}, timeout=30)
+    r = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        content=BAD_BODIES[name],
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
     assert 400 <= r.status_code < 500, r.text
     err = r.json()["error"]
     assert err["message"] and err["type"] == "invalid_request_error"
@@ -126,8 +154,11 @@ def test_bad_requests_get_an_openai_error_object(gateway: RunningGateway, name: 
 
 def test_unknown_model_is_404_model_not_found(gateway: RunningGateway) -> None:
     """An unknown model answers 404 with code model_not_found."""
-    r = httpx.post(gateway.url + "/v1/chat/completions", timeout=30,
-                   json={"model": "gpt-17", "messages": [{"role": "user", "content": "x"}]})
+    r = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        timeout=30,
+        json={"model": "gpt-17", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "model_not_found"
 
@@ -139,8 +170,13 @@ def test_models_lists_the_served_model(gateway: RunningGateway) -> None:
 
 def test_client_disconnect_stops_generation(gateway: RunningGateway) -> None:
     """After the client goes away, the worker's token counter stops growing within a step or two."""
-    body = {"model": MODEL, "stream": True, "max_tokens": 400, "temperature": 0,
-            "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}]}
+    body = {
+        "model": MODEL,
+        "stream": True,
+        "max_tokens": 400,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
+    }
     with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=body, timeout=120) as r:
         for i, _ in enumerate(r.iter_lines()):
             if i >= 6:
@@ -155,12 +191,23 @@ def test_client_disconnect_stops_generation(gateway: RunningGateway) -> None:
 
 async def test_concurrent_greedy_streams_match_sequential(gateway: RunningGateway) -> None:
     """Four concurrent greedy streams, batched together, give the same text as one at a time."""
-    prompts = ["Name three fruits.", "What is the capital of France?", "Describe rain in one sentence.",
-               "Give me a word that rhymes with cat."]
+    prompts = [
+        "Name three fruits.",
+        "What is the capital of France?",
+        "Describe rain in one sentence.",
+        "Give me a word that rhymes with cat.",
+    ]
 
     async def one(client: httpx.AsyncClient, prompt: str) -> str:
-        r = await client.post("/v1/chat/completions", json={
-            "model": MODEL, "max_tokens": 24, "temperature": 0, "messages": [{"role": "user", "content": prompt}]})
+        r = await client.post(
+            "/v1/chat/completions",
+            json={
+                "model": MODEL,
+                "max_tokens": 24,
+                "temperature": 0,
+                "messages": [{"role": "user", "content": prompt}],
+            },
+        )
         return r.json()["choices"][0]["message"]["content"]
 
     async with httpx.AsyncClient(base_url=gateway.url, timeout=300) as client:

@@ -1,0 +1,392 @@
+"""``AuditLog``: takes one record per request without blocking and delivers it to every sink.
+
+``submit`` only puts the record on a bounded in-memory queue (or, when that is full, appends it to
+the on-disk spill): it never blocks, never raises, and costs a few microseconds, so the token hot
+path never waits for I/O. One background task encodes records once, appends them to the JSON lines
+file and adds them to the Redis Stream. While Redis is unreachable, records owed to the stream go to
+the spill on disk; once a ping succeeds the spill is replayed (the stream sink deduplicates by
+request_id, so replays never duplicate). Spill segments outlive the process: the next ``AuditLog``
+on the same ``spill_dir`` delivers them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from gateway.audit.query import AuditFilter, QueryResult, query_file, query_stream
+from gateway.audit.record import AuditRecord, encode_record
+from gateway.audit.sinks import (
+    DEFAULT_STREAM_KEY,
+    REDIS_ERRORS,
+    Item,
+    JsonLinesSink,
+    RedisStreamSink,
+    SpillStore,
+    item_from_line,
+)
+from gateway.errors import ConfigError
+
+log = structlog.get_logger("stopgate.audit")
+
+SCAN_INTERVAL_S = 30.0  # how often to look for spill segments that ended processes left behind
+DRAIN_BUDGET = 5000  # records replayed per round, so new records keep flowing during a long replay
+
+
+class AuditLog:
+    """The audit trail of one process: ``await start()``, ``submit()`` per request, ``await close()``."""
+
+    def __init__(
+        self,
+        jsonl_path: Path,
+        redis_url: str | None,
+        spill_dir: Path,
+        stream_maxlen: int = 100_000,
+        queue_size: int = 10_000,
+        *,
+        stream_key: str = DEFAULT_STREAM_KEY,
+        dedup_ttl_s: int = 86_400,
+        retry_interval_s: float = 1.0,
+        redis_timeout_s: float = 2.0,
+        batch_size: int = 256,
+    ) -> None:
+        self.jsonl_path = Path(jsonl_path)
+        self._queue: asyncio.Queue[AuditRecord | None] = asyncio.Queue(maxsize=queue_size)
+        self._jsonl = JsonLinesSink(self.jsonl_path)
+        self._stream = None
+        if redis_url:
+            self._stream = RedisStreamSink(
+                redis_url,
+                key=stream_key,
+                maxlen=stream_maxlen,
+                dedup_ttl_s=dedup_ttl_s,
+                timeout_s=redis_timeout_s,
+            )
+        self._spill = SpillStore(Path(spill_dir))
+        self._spill_lock = threading.Lock()  # submit may spill from a foreign thread
+        self._retry_interval_s = retry_interval_s
+        self._batch_size = batch_size
+        self._redis_error: str | None = None
+        self._next_retry = 0.0
+        self._next_scan = 0.0
+        self._stalled = False  # the last replay round could not make progress
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = False
+        # Counters (for /metrics): delivered to every sink / ever spilled to disk / already in the
+        # stream when replayed / lost for good (the disk refused the spill) / unreadable spill lines.
+        self.written = 0
+        self.spilled = 0
+        self.duplicates = 0
+        self.failed = 0
+        self.corrupt = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
+        try:
+            self._jsonl.open()
+            self._spill.open()
+        except OSError as exc:
+            raise ConfigError(f"cannot open the audit log {self.jsonl_path} or spill dir: {exc}") from exc
+        if self._stream is not None:
+            try:
+                await self._stream.ping()
+            except REDIS_ERRORS as exc:
+                self._mark_down(exc)
+        self._task = self._loop.create_task(self._run(), name="stopgate-audit-writer")
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Deliver everything queued (to disk if Redis is down), then release files and connections."""
+        if self._closed:
+            return
+        self._closing = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(None)  # wakes the writer if it waits
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        leftovers = []
+        while not self._queue.empty():
+            record = self._queue.get_nowait()
+            if record is not None:
+                leftovers.append(record)
+        self._spill_records(leftovers)
+        self._closed = True
+        self._jsonl.close()
+        with self._spill_lock:
+            self._spill.close()
+        if self._stream is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self._stream.close()
+
+    # ---- the request side --------------------------------------------------------------------
+
+    def submit(self, record: AuditRecord) -> None:
+        """Hand over one request's record. Never blocks, never raises; safe from any thread."""
+        try:
+            if self._closed:
+                self._spill_records([record])
+            elif self._loop is not None and threading.get_ident() != self._thread_id:
+                self._loop.call_soon_threadsafe(self._enqueue, record)
+            else:
+                self._enqueue(record)
+        except Exception:
+            self._enqueue_failed(record)
+
+    def _enqueue(self, record: AuditRecord) -> None:
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self._spill_records([record])
+        except Exception:
+            self._enqueue_failed(record)
+
+    def _enqueue_failed(self, record: AuditRecord) -> None:
+        try:
+            self._spill_records([record])
+        except Exception:
+            self.failed += 1
+            log.exception("audit_record_lost", request_id=getattr(record, "request_id", None))
+
+    def _spill_records(self, records: list[AuditRecord]) -> None:
+        """Park records owed to every sink on disk; the writer (this process's or the next) delivers them."""
+        if records:
+            self._spill_items("pending", self._encode(records))
+
+    def _encode(self, records: list[AuditRecord]) -> list[Item]:
+        """Encode each record; one the pipeline filled with an unencodable value is counted and logged."""
+        items = []
+        for record in records:
+            try:
+                items.append((record.request_id, encode_record(record)))
+            except Exception as exc:
+                self.failed += 1
+                log.error(
+                    "audit_record_unencodable",
+                    request_id=getattr(record, "request_id", None),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+        return items
+
+    def _spill_items(self, kind: str, items: list[Item]) -> None:
+        try:
+            with self._spill_lock:
+                self._spill.append(kind, items)
+                if self._closed:  # no writer left here: let the next process claim it at once
+                    self._spill.rotate(kind)
+            self.spilled += len(items)
+        except OSError:
+            self.failed += len(items)
+            log.exception("audit_spill_failed", records=len(items), spill_dir=str(self._spill.directory))
+
+    # ---- health and counters -----------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Records accepted but not yet in every sink (queued in memory or spilled to disk)."""
+        return self._queue.qsize() + sum(self._spill.counts.values())
+
+    @property
+    def healthy(self) -> bool:
+        return self.degraded_reason is None
+
+    @property
+    def degraded_reason(self) -> str | None:
+        if self._task is None:
+            return "audit log not started"
+        if self._task.done() and not self._closing:
+            return "audit writer stopped"
+        if self._redis_error is not None:
+            return f"redis unreachable for the audit stream ({self._redis_error}); records spilled to disk"
+        backlog = self._spill.counts["stream"]
+        if backlog:
+            return f"{backlog} audit records waiting on disk for the Redis stream"
+        return None
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "written": self.written,
+            "spilled": self.spilled,
+            "pending": self.pending,
+            "duplicates": self.duplicates,
+            "failed": self.failed,
+            "corrupt": self.corrupt,
+        }
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    async def query(self, flt: AuditFilter) -> QueryResult:
+        """Records matching ``flt`` from the Redis Stream; from the JSON lines file without Redis."""
+        if self._stream is not None and self._redis_error is None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                return await query_stream(self._stream.client, self._stream.key, flt)
+        return await asyncio.to_thread(query_file, self.jsonl_path, flt)
+
+    # ---- the writer task ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            batch: list[AuditRecord] = []
+            items: list[Item] = []
+            try:
+                batch = await self._take_batch()
+                if batch:
+                    items = self._encode(batch)
+                    batch = []  # from here on _deliver owns them (it spills them if cancelled)
+                    await self._deliver(items)
+                    items = []
+                await self._housekeeping()
+                if self._closing and self._queue.empty():
+                    return
+            except asyncio.CancelledError:
+                self._spill_records(batch)
+                raise
+            except Exception:
+                log.exception("audit_writer_error")
+                # A bug, not an outage: keep the records (a JSON lines duplicate beats a loss).
+                self._spill_records(batch)
+                self._spill_items("pending", items)
+                await asyncio.sleep(0.1)
+
+    async def _take_batch(self) -> list[AuditRecord]:
+        q = self._queue
+        batch: list[AuditRecord | None] = []
+        if q.empty():
+            timeout = self._wait_timeout()
+            if timeout == 0:
+                return []
+            try:
+                batch.append(await asyncio.wait_for(q.get(), timeout))
+            except TimeoutError:
+                return []
+        while len(batch) < self._batch_size and not q.empty():
+            batch.append(q.get_nowait())
+        return [r for r in batch if r is not None]  # None only wakes the writer for close()
+
+    def _wait_timeout(self) -> float | None:
+        """How long the idle writer may sleep before housekeeping is due."""
+        if self._closing:
+            return 0
+        now = time.monotonic()
+        due = self._next_scan
+        if self._stream is not None and self._redis_error is not None:
+            due = min(due, self._next_retry)
+        elif any(self._spill.counts.values()):
+            due = min(due, now + self._retry_interval_s) if self._stalled else now
+        return max(0.0, due - now)
+
+    async def _deliver(self, items: list[Item], *, jsonl: bool = True) -> None:
+        if jsonl:
+            try:
+                self._jsonl.write(items)
+            except OSError:
+                log.exception("audit_jsonl_write_failed", path=str(self.jsonl_path), records=len(items))
+        if self._stream is None:
+            self.written += len(items)
+            return
+        if self._redis_error is not None or self._spill.counts["stream"]:
+            self._spill_items("stream", items)  # behind the backlog: replayed in order
+            return
+        try:
+            added = await self._stream.add_many(items)
+        except REDIS_ERRORS as exc:
+            self._mark_down(exc)
+            self._spill_items("stream", items)
+            return
+        except asyncio.CancelledError:
+            self._spill_items("stream", items)  # maybe added already: the replay deduplicates
+            raise
+        self.written += len(items)
+        self.duplicates += len(items) - added
+
+    async def _housekeeping(self) -> None:
+        now = time.monotonic()
+        scan = now >= self._next_scan
+        if scan:
+            self._next_scan = now + SCAN_INTERVAL_S
+        if self._stream is not None and self._redis_error is not None and now >= self._next_retry:
+            try:
+                await self._stream.ping()
+            except REDIS_ERRORS as exc:
+                self._mark_down(exc)
+            else:
+                self._redis_error = None
+                log.info("audit_redis_reconnected", backlog=self._spill.counts["stream"])
+        progressed = True
+        if self._stream is not None and self._redis_error is None and (scan or self._spill.counts["stream"]):
+            progressed = await self._drain("stream")
+        if (scan or self._spill.counts["pending"]) and self._queue.qsize() < self._queue.maxsize // 2:
+            progressed = await self._drain("pending") and progressed
+        self._stalled = not progressed
+
+    async def _drain(self, kind: str) -> bool:
+        """Replay spill segments of ``kind``; False when nothing could be done (locked or Redis down)."""
+        done = 0
+        blocked = False
+        for path in self._spill.segments(kind):
+            if done >= DRAIN_BUDGET or (kind == "stream" and self._redis_error is not None):
+                return done > 0
+            with self._spill.claim(path) as lines:
+                if lines is None:
+                    blocked = True
+                    continue
+                items = self._parse(lines)
+                if kind == "stream":
+                    if not await self._replay_to_stream(items):
+                        return done > 0
+                else:
+                    await self._deliver(items)
+                with self._spill_lock:
+                    self._spill.done(path, len(lines))
+                done += len(lines)
+        if not blocked:
+            with self._spill_lock:
+                self._spill.reset_count(kind)
+        return done > 0 or not blocked
+
+    async def _replay_to_stream(self, items: list[Item]) -> bool:
+        assert self._stream is not None
+        for start in range(0, len(items), self._batch_size):
+            chunk = items[start : start + self._batch_size]
+            try:
+                added = await self._stream.add_many(chunk)
+            except REDIS_ERRORS as exc:
+                self._mark_down(exc)
+                return False
+            self.written += len(chunk)
+            self.duplicates += len(chunk) - added
+        return True
+
+    def _parse(self, lines: list[bytes]) -> list[Item]:
+        items = []
+        for line in lines:
+            try:
+                items.append(item_from_line(line))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self.corrupt += 1
+        if len(items) < len(lines):
+            log.error("audit_spill_corrupt_lines", skipped=len(lines) - len(items))
+        return items
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if self._redis_error is None:
+            log.warning("audit_redis_unreachable", error=f"{type(exc).__name__}: {exc}")
+        self._redis_error = f"{type(exc).__name__}: {exc}"[:300]
+        self._next_retry = time.monotonic() + self._retry_interval_s

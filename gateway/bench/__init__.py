@@ -1,0 +1,1 @@
+"""Benchmarks behind ``stopgate bench ...``: library code, one module per benchmark."""

@@ -1,0 +1,184 @@
+"""``stopgate bench throughput``: the gateway's streaming rate against plain ``model.generate``.
+
+Measured side by side in one run, same model, prompt, greedy decoding and token count:
+1. direct: ``model.generate`` in this process (best of ``--repeats``), then the model is freed;
+2. one stream through a real ``stopgate serve`` subprocess on loopback, stopping rules off;
+3. eight concurrent streams through it (aggregate tokens/s);
+4. TTFT p50: direct prefill + first token vs the first content chunk over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.cli.common import add_settings_flags, settings_from_args
+from gateway.redis_server import free_port
+
+PROMPT = "Write a long story about a dragon who learns to fly."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tokens", type=int, default=128, help="tokens per generation")
+    parser.add_argument("--streams", type=int, default=8, help="concurrent streams")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    add_settings_flags(parser, only=("model", "device", "data_dir"))
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    direct = _direct(settings.model, settings.device, settings.data_dir, args.tokens, args.repeats)
+    through = _through_gateway(settings.model, settings.device, settings.data_dir, args)
+    figures = {**direct, **through}
+    figures["single_vs_direct"] = figures["gateway_single_tok_s"] / figures["direct_tok_s"]
+    figures["aggregate_vs_single"] = figures["gateway_aggregate_tok_s"] / figures["gateway_single_tok_s"]
+    figures["ttft_overhead_ms"] = figures["gateway_ttft_p50_ms"] - figures["direct_ttft_p50_ms"]
+    _print(figures, args)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def _direct(model: str, device: str, data_dir: Path, n: int, repeats: int) -> dict[str, float]:
+    import torch
+
+    from gateway.worker.model import load_model
+
+    loaded = load_model(model, device, data_dir)
+    tok = loaded.tokenizer
+    text = tok.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True, tokenize=False)
+    ids = torch.tensor([tok.encode(text, add_special_tokens=False)], device=loaded.device)
+    rates, ttfts = [], []
+    with torch.inference_mode():
+        loaded.model.generate(ids, max_new_tokens=8, do_sample=False)  # warm-up
+        for _ in range(repeats):
+            t = time.perf_counter()
+            out = loaded.model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+            rates.append((out.shape[1] - ids.shape[1]) / (time.perf_counter() - t))
+            t = time.perf_counter()
+            loaded.model.generate(ids, max_new_tokens=1, do_sample=False)
+            ttfts.append((time.perf_counter() - t) * 1000)
+    del loaded
+    gc.collect()
+    return {"direct_tok_s": max(rates), "direct_ttft_p50_ms": statistics.median(ttfts)}
+
+
+def _through_gateway(model: str, device: str, data_dir: Path, args: argparse.Namespace) -> dict[str, float]:
+    port, admin = free_port(), secrets.token_hex(8)
+    env = {
+        **os.environ,
+        "STOPGATE_PORT": str(port),
+        "STOPGATE_ADMIN_KEY": admin,
+        "STOPGATE_MODEL": model,
+        "STOPGATE_DEVICE": device,
+        "STOPGATE_DATA_DIR": str(data_dir),
+        "STOPGATE_MAX_CONCURRENT_STREAMS": str(max(64, args.streams * 2)),
+    }
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.NamedTemporaryFile(prefix="stopgate-bench-", suffix=".log") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_ready(url, proc)
+            headers = {"x-stopgate-admin-key": admin, "x-stopgate-policy": "off"}
+            mid = httpx.get(url + "/v1/models").json()["data"][0]["id"]
+            body = {
+                "model": mid,
+                "max_tokens": args.tokens,
+                "temperature": 0,
+                "messages": [{"role": "user", "content": PROMPT}],
+            }
+            _stream(url, body, headers)  # warm-up
+            singles = [_stream(url, body, headers) for _ in range(args.repeats)]
+            ttfts = [_stream(url, {**body, "max_tokens": 2}, headers)["ttft_ms"] for _ in range(5)]
+            results: list[dict[str, Any]] = []
+            lock = threading.Lock()
+
+            def one(i: int) -> None:
+                b = {**body, "messages": [{"role": "user", "content": f"{PROMPT} Story #{i}."}]}
+                r = _stream(url, b, headers)
+                with lock:
+                    results.append(r)
+
+            t = time.perf_counter()
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(args.streams)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            wall = time.perf_counter() - t
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return {
+        "gateway_single_tok_s": max(r["rate"] for r in singles),
+        "gateway_single_tokens": singles[0]["tokens"],
+        "gateway_aggregate_tok_s": sum(r["tokens"] for r in results) / wall,
+        "gateway_ttft_p50_ms": statistics.median(ttfts),
+    }
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the gateway exited early with status {proc.returncode}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit("the gateway did not become ready")
+
+
+def _stream(url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """One streamed request: tokens, decode rate between first and last token, TTFT."""
+    t0 = time.perf_counter()
+    first = last = None
+    tokens = 0
+    with httpx.stream(
+        "POST", url + "/v1/chat/completions", json={**body, "stream": True}, headers=headers, timeout=600
+    ) as r:
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            choice = chunk["choices"][0] if chunk.get("choices") else {}
+            if choice.get("delta", {}).get("content"):
+                now = time.perf_counter()
+                first = first or now
+                last = now
+            if choice.get("finish_reason"):
+                tokens = chunk["stopgate"]["completion_tokens"]
+    rate = (tokens - 1) / (last - first) if first and last and last > first else 0.0
+    return {"tokens": tokens, "rate": rate, "ttft_ms": ((first or t0) - t0) * 1000}
+
+
+def _print(figures: dict[str, float], args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"stopgate bench throughput ({args.tokens} tokens, greedy)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    targets = {"single_vs_direct": ">= 0.95", "aggregate_vs_single": ">= 4.0", "ttft_overhead_ms": "<= 20"}
+    for key, value in figures.items():
+        table.add_row(key, f"{value:.2f}", targets.get(key, ""))
+    Console().print(table)

@@ -1,0 +1,236 @@
+"""``stopgate audit tail|query|summary``: read the audit trail.
+
+Reads the Redis Stream when ``STOPGATE_REDIS_URL`` (or ``--redis-url``) is set, else the JSON lines
+file ``STOPGATE_AUDIT_LOG``. ``--format json`` prints one record per line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from gateway.audit.query import (
+    AuditFilter,
+    DomainSummary,
+    follow_file,
+    follow_stream,
+    latest_stream_id,
+    parse_time,
+    read_trail,
+    summary,
+)
+from gateway.audit.record import AuditRecord, encode_record
+from gateway.audit.sinks import REDIS_ERRORS
+from gateway.cli.common import add_settings_flags, settings_from_args
+from gateway.errors import RequestError, StoreUnavailable
+from gateway.settings import Settings
+
+_FLAGS = ("redis_url", "audit_log")
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser("audit", help="read the audit trail (Redis stream, else the file)")
+    sub = audit.add_subparsers(dest="audit_command", required=True)
+
+    tail = sub.add_parser("tail", help="the latest records; --follow keeps printing new ones")
+    tail.add_argument("-n", "--lines", type=int, default=10, help="recent records to show first (default 10)")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing records as they arrive")
+    _filter_flags(tail, since=False)
+    tail.add_argument("--format", choices=("json", "table"), default="json")
+    add_settings_flags(tail, only=_FLAGS)
+    tail.set_defaults(handler=run_tail)
+
+    query = sub.add_parser("query", help="records matching filters")
+    _filter_flags(query, since=True)
+    query.add_argument("--limit", type=int, default=None, help="at most N records, the most recent")
+    query.add_argument(
+        "--format", choices=("json", "table"), default="table", help="json: one record per line (JSON lines)"
+    )
+    add_settings_flags(query, only=_FLAGS)
+    query.set_defaults(handler=run_query)
+
+    summ = sub.add_parser("summary", help="per-domain requests, tokens, savings, stop rules, latency")
+    _filter_flags(summ, since=True)
+    summ.add_argument("--format", choices=("json", "table"), default="table")
+    add_settings_flags(summ, only=_FLAGS)
+    summ.set_defaults(handler=run_summary)
+
+
+def _filter_flags(parser: argparse.ArgumentParser, *, since: bool) -> None:
+    if since:
+        parser.add_argument("--since", help="ISO 8601 time (2026-05-01T12:00:00Z) or a span: 15m, 2h, 7d")
+        parser.add_argument("--until", help="ISO 8601 time or a span back from now")
+    parser.add_argument("--domain", help="only this domain")
+    parser.add_argument("--stop-rule", dest="stop_rule", help="only this stop rule ('none': no rule fired)")
+
+
+def _filter(args: argparse.Namespace, limit: int | None) -> AuditFilter:
+    since = getattr(args, "since", None)
+    until = getattr(args, "until", None)
+    if limit is not None and limit < 1:
+        raise RequestError(f"--limit/--lines must be >= 1, not {limit}")
+    return AuditFilter(
+        since=parse_time(since, param="--since") if since else None,
+        until=parse_time(until, param="--until") if until else None,
+        domain=args.domain,
+        stop_rule=args.stop_rule,
+        limit=limit,
+    )
+
+
+def _redis_url(settings: Settings) -> str | None:
+    return settings.redis_url or None
+
+
+def _fetch(settings: Settings, flt: AuditFilter) -> list[AuditRecord]:
+    result = asyncio.run(read_trail(_redis_url(settings), settings.audit_log, flt))
+    if result.skipped:
+        note = f"skipped {result.skipped} entries that are not audit records ({result.source})"
+        print(f"stopgate: note: {note}", file=sys.stderr)
+    return result.records
+
+
+def run_query(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    records = _fetch(settings, _filter(args, args.limit))
+    _print(records, args.format)
+    return 0
+
+
+def run_tail(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    flt = _filter(args, args.lines)
+    url = _redis_url(settings)
+    start_after = None
+    if url and args.follow:
+        try:
+            start_after = asyncio.run(latest_stream_id(url))
+        except REDIS_ERRORS as exc:
+            note = f"Redis unreachable ({exc}); following {settings.audit_log}"
+            print(f"stopgate: note: {note}", file=sys.stderr)
+    records = _fetch(settings, flt)
+    _print(records, args.format)
+    if not args.follow:
+        return 0
+    follow = AuditFilter(domain=flt.domain, stop_rule=flt.stop_rule)
+    printed = {r.request_id for r in records}
+    if url and start_after is not None:
+        try:
+            asyncio.run(_follow_stream(url, follow, start_after, printed, args.format))
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"lost the Redis audit stream: {exc}") from exc
+    else:
+        for record in follow_file(settings.audit_log, follow):
+            _print([record], args.format)
+    return 0
+
+
+async def _follow_stream(url: str, flt: AuditFilter, after: str, printed: set[str], fmt: str) -> None:
+    async for record in follow_stream(url, flt, after=after):
+        if record.request_id not in printed:  # the query may already have shown it
+            _print([record], fmt)
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    table = summary(_fetch(settings, _filter(args, None)))
+    if args.format == "json":
+        sys.stdout.write(msgspec.json.encode(list(table.values())).decode() + "\n")
+    else:
+        _summary_table(table.values())
+    return 0
+
+
+# ---- rendering -----------------------------------------------------------------------------------
+
+
+def _print(records: list[AuditRecord], fmt: str) -> None:
+    if fmt == "json":
+        out = sys.stdout
+        for record in records:
+            out.write(encode_record(record).decode() + "\n")
+        out.flush()
+        return
+    from rich.table import Table
+
+    table = Table(
+        "ts", "request_id", "domain", "policy", "stop_rule", "finish", "tokens", "ttft ms", "dur ms", "notes"
+    )
+    for r in records:
+        notes = []
+        if r.client_disconnected:
+            notes.append("disconnected")
+        if r.error is not None:
+            notes.append(f"error {r.error.type}")
+        if r.shadow is not None:
+            notes.append(f"shadow {r.shadow.rule}@{r.shadow.at_token}")
+        policy = f"{r.policy}@v{r.policy_version}" if r.policy else "-"
+        table.add_row(
+            r.ts,
+            r.request_id,
+            r.domain or "-",
+            policy,
+            r.stop_rule or "-",
+            r.finish_reason or "-",
+            f"{r.completion_tokens}/{r.max_tokens if r.max_tokens is not None else '-'}",
+            _ms(r.ttft_ms),
+            _ms(r.duration_ms),
+            ", ".join(notes),
+        )
+    _console().print(table)
+
+
+def _summary_table(rows: Iterable[DomainSummary]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        "domain",
+        "requests",
+        "prompt tok",
+        "completion tok",
+        "saved (est.)",
+        "sampled",
+        "agreement",
+        "stop rules",
+        "shadow",
+        "ttft p50/p95",
+        "dur p50/p95",
+        "err/disc",
+        caption="saved: 'sampled' = measured on full-length samples and extrapolated; "
+        "'budget' = max_tokens minus sent, for rule-stopped requests (an upper bound)",
+    )
+    for s in rows:
+        saved = f"{s.saved_estimate} ({s.saved_method})"
+        if s.saved_sampled_pct is not None:
+            saved += f" {s.saved_sampled_pct:.1f}%"
+        table.add_row(
+            s.domain,
+            str(s.requests),
+            str(s.prompt_tokens),
+            str(s.completion_tokens),
+            saved,
+            str(s.sampled),
+            "-" if s.agreement is None else f"{s.agreement:.0%}",
+            ", ".join(f"{k} {v}" for k, v in s.stop_rules.items()),
+            ", ".join(f"{k} {v}" for k, v in s.shadow.items()) or "-",
+            f"{_ms(s.ttft_p50_ms)}/{_ms(s.ttft_p95_ms)}",
+            f"{_ms(s.duration_p50_ms)}/{_ms(s.duration_p95_ms)}",
+            f"{s.errors}/{s.disconnects}",
+        )
+    _console().print(table)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
