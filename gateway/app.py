@@ -31,18 +31,16 @@ from gateway.services import Services
 from gateway.serving.chat import ChatService
 from gateway.serving.routing import Router
 from gateway.settings import Settings
+from gateway.worker.local import LocalWorker
 from gateway.worker.protocol import Worker
+from gateway.worker.remote import RemoteWorker
 
 log = structlog.get_logger(__name__)
 
 
 def build_worker(settings: Settings) -> Worker:
     if settings.worker_url:
-        from gateway.worker.remote import RemoteWorker
-
         return RemoteWorker(list(settings.worker_url), model=settings.model)
-    from gateway.worker.local import LocalWorker
-
     return LocalWorker(settings.model, settings.device, settings.data_dir, settings.max_batch_size)
 
 
@@ -83,6 +81,32 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
             title="Stopgate", version=__version__, path="/schema", render_plugins=[SwaggerRenderPlugin()]
         ),
         debug=False,
+    )
+
+
+def create_worker_app(settings: Settings, *, worker: LocalWorker | None = None) -> Litestar:
+    """The model worker as its own OpenAI-compatible server (``stopgate worker``), for GPU hosts."""
+    from gateway.http.worker_api import WorkerController
+
+    worker = worker or LocalWorker(settings.model, settings.device, settings.data_dir, settings.max_batch_size)
+    services = Services(settings=settings, worker=worker)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        loading = asyncio.create_task(_start_worker(worker))
+        try:
+            yield
+        finally:
+            await _cancel(loading)
+            await worker.close()
+
+    return Litestar(
+        route_handlers=[WorkerController],
+        dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="Stopgate worker", version=__version__, path="/schema"),
     )
 
 

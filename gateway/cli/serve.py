@@ -7,7 +7,7 @@ import argparse
 from gateway.cli.common import add_settings_flags, settings_from_args
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("serve", help="serve the gateway (OpenAI-compatible API)")
     add_settings_flags(parser)
     parser.set_defaults(handler=run)

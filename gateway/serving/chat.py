@@ -65,7 +65,6 @@ class ChatRun:
         self.started = draft.started
         self.request_id = call.request_id
         self.created = int(time.time())
-        self.prompt_tokens = stream.prompt_tokens
         self.completion_tokens = 0
         self.finish_reason: str | None = None
         self.first_token_at: float | None = None
@@ -73,6 +72,11 @@ class ChatRun:
         self._matcher = StopStringMatcher(call.stop)
         self._text: list[str] | None = [] if route.policy is not None and route.policy.audit.include_text else None
         self._closed = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        """From the worker: known at once locally, from the usage chunk for a remote worker."""
+        return self.stream.prompt_tokens
 
     @property
     def max_tokens(self) -> int:
@@ -130,6 +134,7 @@ class ChatRun:
         self.error = error
         draft = self.draft
         draft.completion_tokens = self.completion_tokens
+        draft.prompt_tokens = self.prompt_tokens or draft.prompt_tokens
         draft.stop_rule = self.stop_rule
         draft.finish_reason = None if client_disconnected or error else self.finish_reason
         draft.client_disconnected = client_disconnected

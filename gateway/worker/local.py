@@ -92,14 +92,26 @@ class LocalWorker:
             raise NotReady("the model is still loading")
         return self._loaded, self._scheduler
 
-    def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+    def encode_chat(
+        self, messages: Sequence[ChatMessage], *, continue_final: bool = False, add_generation_prompt: bool = True
+    ) -> list[int]:
+        """Token ids of the chat template applied to ``messages``.
+
+        ``continue_final`` leaves the last (assistant) message open, so generation continues it:
+        that is how a probe runs on a partial answer through the worker API.
+        """
         loaded, _ = self._require()
         rendered = loaded.tokenizer.apply_chat_template(
             [{"role": m.role, "content": m.content} for m in messages],
-            add_generation_prompt=True,
+            add_generation_prompt=add_generation_prompt and not continue_final,
+            continue_final_message=continue_final,
             tokenize=False,
         )
-        return list(loaded.tokenizer.encode(rendered, add_special_tokens=False))
+        return self.encode_text(str(rendered))
+
+    def encode_text(self, text: str) -> list[int]:
+        loaded, _ = self._require()
+        return list(loaded.tokenizer.encode(text, add_special_tokens=False))
 
     def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return len(self.encode_chat(messages))
