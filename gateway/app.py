@@ -127,7 +127,8 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 async def _start_worker(worker: Worker) -> None:
     try:
-        await worker.start()
+        if not worker.ready:
+            await worker.start()
         log.info("worker_ready", model=worker.model_id)
     except Exception:
         log.exception("worker_failed_to_start")

@@ -1,0 +1,106 @@
+"""One contract suite for every ``Worker``: the in-process model and a remote ``stopgate worker``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from gateway.app import create_worker_app
+from gateway.redis_server import free_port
+from gateway.settings import Settings
+from gateway.worker.local import LocalWorker
+from gateway.worker.protocol import ChatMessage, SamplingParams, Worker
+from gateway.worker.remote import RemoteWorker
+
+pytestmark = pytest.mark.model
+
+QUESTION = [ChatMessage("user", "What is the capital of France?")]
+
+
+@pytest.fixture(scope="module")
+def worker_server() -> Iterator[str]:
+    """A real `stopgate worker` app on uvicorn, on a free loopback port."""
+    settings = Settings(port=free_port(), data_dir=Path(".stopgate"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_worker_app(settings), host="127.0.0.1", port=settings.port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{settings.port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).json().get("ready"):
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    yield url
+    server.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture(params=["local", "remote"])
+async def worker(request: pytest.FixtureRequest) -> AsyncIterator[Worker]:
+    w: Worker
+    if request.param == "local":
+        w = LocalWorker("smollm2-135m-instruct", "cpu", Path(".stopgate"))
+    else:
+        w = RemoteWorker([request.getfixturevalue("worker_server")], model="smollm2-135m-instruct")
+    await w.start()
+    yield w
+    await w.close()
+
+
+async def collect(w: Worker, max_tokens: int) -> tuple[str, list[float], str | None]:
+    stream = await w.generate(QUESTION, SamplingParams(max_tokens=max_tokens))
+    events = [e async for e in stream]
+    return "".join(e.text for e in events), [e.logprob for e in events], stream.finish_reason
+
+
+async def test_stream_yields_tokens_with_logprobs_up_to_the_budget(worker: Worker) -> None:
+    """A generation yields one event per token, each with text and a logprob <= 0, and ends with 'length'."""
+    text, logprobs, finish = await collect(worker, 6)
+    assert text.strip()
+    assert len(logprobs) == 6 and all(lp <= 0 for lp in logprobs)
+    assert finish == "length"
+
+
+async def test_greedy_generation_is_deterministic(worker: Worker) -> None:
+    """Two greedy runs of the same prompt give the same text."""
+    assert (await collect(worker, 8))[0] == (await collect(worker, 8))[0]
+
+
+async def test_cancel_ends_the_stream(worker: Worker) -> None:
+    """Cancelling mid-stream ends iteration promptly, long before the budget."""
+    stream = await worker.generate(
+        [ChatMessage("user", "Write a long poem about the sea.")], SamplingParams(max_tokens=300)
+    )
+    seen = 0
+    t = time.monotonic()
+    async for _ in stream:
+        seen += 1
+        if seen == 3:
+            stream.cancel()
+    assert seen <= 5
+    assert time.monotonic() - t < 20
+    await asyncio.sleep(0.5)
+    assert worker.active == 0
+
+
+async def test_probe_continues_the_running_answer(worker: Worker) -> None:
+    """A probe returns a short greedy continuation of prompt + answer so far + suffix, with a confidence."""
+    stream = await worker.generate(QUESTION, SamplingParams(max_tokens=12))
+    async for _ in stream:
+        pass
+    result = await worker.probe(stream, "\nFinal answer:", 4)
+    assert 0 < result.tokens <= 4
+    assert 0.0 < result.confidence <= 1.0
+    assert result.text
