@@ -20,12 +20,14 @@ from gateway.http.auth import AdminGate
 from gateway.http.errors import describe, error_body
 from gateway.http.guards import api_key_guard
 from gateway.http.protocol import ChatCompletionRequest, chunk, parse_chat_request, usage
-from gateway.http.sse import DONE, frame
+from gateway.http.sse import DONE, frame, with_keepalive
 from gateway.services import Services
 from gateway.serving.chat import ChatCall, ChatRun
 from gateway.worker.protocol import ChatMessage
 
 log = structlog.get_logger(__name__)
+
+KEEPALIVE_INTERVAL_S = 10.0
 
 
 class ChatController(Controller):
@@ -64,7 +66,7 @@ class ChatController(Controller):
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             return Stream(
-                _sse(run, req.model, include_usage),
+                with_keepalive(_sse(run, req.model, include_usage), KEEPALIVE_INTERVAL_S),
                 media_type="text/event-stream",
                 headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
             )

@@ -94,7 +94,9 @@ class ChatRun:
                 self.first_token_at = time.perf_counter()
                 self.draft.first_token_at = self.first_token_at
             decision = await self.enforcer.after_token(event, self.stream)
-            text = self._matcher.push(event.text + decision.append_text)
+            if not decision.include_token:
+                self.completion_tokens -= 1  # the cut falls before this token: it is never sent
+            text = self._matcher.push((event.text if decision.include_token else "") + decision.append_text)
             if text:
                 if self._text is not None:
                     self._text.append(text)

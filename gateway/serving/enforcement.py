@@ -15,9 +15,12 @@ from gateway.worker.protocol import TokenEvent, TokenStream, Worker
 
 @dataclass(frozen=True)
 class Verdict:
+    """What the pipeline does with the token just received: send it? stop after it? append text?"""
+
     stop: bool = False
     finish_reason: str | None = None
     append_text: str = ""
+    include_token: bool = True
 
 
 GO_ON = Verdict()
@@ -42,19 +45,20 @@ class Enforcer:
     @property
     def shadow(self) -> tuple[str, int] | None:
         """(rule, token index) a shadow-mode policy would have stopped at, if any."""
-        if self.engine is None:
-            return None
-        return self.engine.shadow_rule
+        hit = self.engine.shadow_hit if self.engine is not None else None
+        return (hit.rule, hit.tokens) if hit is not None else None
 
     async def after_token(self, event: TokenEvent, stream: TokenStream) -> Verdict:
         if self.engine is None:
             return GO_ON
         decision = self.engine.feed(event, queue_depth=self.worker.queue_depth)
-        probe = self.engine.pending_probe()
-        if probe is not None and not decision.stop:
+        probe = self.engine.pending_probe() if not decision.stop else None
+        if probe is not None:
+            # The probe's answer belongs after this token, so the token is always sent.
             result = await self.worker.probe(stream, probe.suffix, probe.max_tokens)
             decision = self.engine.feed_probe(result)
         if not decision.stop:
             return GO_ON
         self.stop_rule = decision.rule
-        return Verdict(True, decision.finish_reason, decision.append_text)
+        include = decision.include_token or probe is not None
+        return Verdict(True, decision.finish_reason, decision.append_text, include)
