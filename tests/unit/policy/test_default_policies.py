@@ -16,11 +16,7 @@ POLICIES = Path(__file__).resolve().parents[3] / "policies"
 
 def policy(domain: str) -> tuple[list[RuleSpec], int, int]:
     doc = yaml.safe_load((POLICIES / f"{domain}.yaml").read_text())
-    rules = [
-        msgspec.convert(params or {}, RULE_TYPES[kind])
-        for item in doc["rules"]
-        for kind, params in item.items()
-    ]
+    rules = [msgspec.convert(params or {}, RULE_TYPES[kind]) for item in doc["rules"] for kind, params in item.items()]
     return rules, doc["max_tokens"], doc["min_tokens"]
 
 
@@ -40,10 +36,7 @@ def test_factual_keeps_the_answer_and_drops_the_elaboration() -> None:
     )
     kept, rule, saved = apply("factual", answer)
     assert rule == "sentences" and saved > 20
-    assert (
-        kept
-        == "The first telephone was patented by Alexander Graham Bell in 1876. It changed how people talked."
-    )
+    assert kept == "The first telephone was patented by Alexander Graham Bell in 1876. It changed how people talked."
 
 
 def test_small_talk_stops_a_reply_that_repeats_itself() -> None:
@@ -74,9 +67,7 @@ def test_code_loop_inside_a_block_is_never_cut() -> None:
 
 def test_math_keeps_the_final_number_of_a_loop() -> None:
     """A looping math answer is stopped in phase with the budget: the last number is unchanged."""
-    text = (
-        "Lisa has 12 pairs.\nSandra brings 20 pairs.\n" + "So Lisa has 12 + 20 = 32 pairs, and 4 more.\n" * 60
-    )
+    text = "Lisa has 12 pairs.\nSandra brings 20 pairs.\n" + "So Lisa has 12 + 20 = 32 pairs, and 4 more.\n" * 60
     parts = pieces(text)
     budget = 512
     full = "".join(parts[:budget])
@@ -86,10 +77,11 @@ def test_math_keeps_the_final_number_of_a_loop() -> None:
     assert full.startswith(kept) and numbers[-1] == re.findall(r"\d+", full)[-1]
 
 
-def test_math_stops_after_the_hash_answer_line() -> None:
-    """'#### N' ends a math answer: the restatement after it is dropped, the number kept."""
-    kept, rule, _ = apply("math", "She has 3 + 4 = 7 apples left.\n#### 7\nThe answer is: 7")
-    assert rule == "answer_pattern" and kept.endswith("#### 7")
+def test_math_does_not_stop_at_a_hash_answer_line() -> None:
+    """'#### N' is not final for a small model (it may go on to another number): math runs on."""
+    text = "She has 3 + 4 = 7 apples.\n#### 7\nWait, she buys 1 more: 7 + 1 = 8.\n#### 8"
+    kept, rule, _ = apply("math", text)
+    assert rule is None and kept == text
 
 
 def test_math_does_not_cut_ordinary_working() -> None:

@@ -20,6 +20,7 @@ from gateway.policy.rules import (
     Repetition,
     Sentences,
 )
+from gateway.policy.schema import Policy
 from gateway.worker.protocol import ProbeResult
 
 PROSE = "Paris is the capital of France. It lies on the Seine. It is large. People like it a lot."
@@ -73,9 +74,7 @@ def test_policy_off_keeps_only_the_budget() -> None:
 
 def test_answer_pattern_stops_once_the_match_is_complete() -> None:
     """'#### 42' stops at the end of the match, the next token is not sent."""
-    text, out = run(
-        [AnswerPattern(pattern=r"####\s*-?[\d,]*\.?\d+")], "So 6 * 7 = 42.\n#### 42\nThe answer is 42."
-    )
+    text, out = run([AnswerPattern(pattern=r"####\s*-?[\d,]*\.?\d+")], "So 6 * 7 = 42.\n#### 42\nThe answer is 42.")
     assert text == "So 6 * 7 = 42.\n#### 42"
     assert (out.stop_rule, out.finish_reason) == ("answer_pattern", "stop")
 
@@ -280,3 +279,13 @@ def test_replay_matches_live_feeding() -> None:
     trace = replay(PolicyEngine(rules, max_tokens=50), events(pieces(PROSE)), answers)
     assert trace.decisions == decisions and trace.outcome == live.outcome
     assert trace.outcome.stop_rule == "probe"
+
+
+def test_for_policy_takes_the_smaller_budget_and_the_shadow_flag() -> None:
+    """for_policy caps the client's max_tokens by the policy's and honours shadow and min_tokens."""
+    policy = Policy(domain="factual", max_tokens=10, min_tokens=3, rules=(Sentences(max=1),), shadow=True)
+    out = replay(PolicyEngine.for_policy(policy, max_tokens=50), events(pieces(PROSE))).outcome
+    assert (out.tokens, out.finish_reason, out.stop_rule) == (10, "length", None)
+    assert out.shadow is not None and out.shadow.rule == "sentences"
+    tight = replay(PolicyEngine.for_policy(policy, max_tokens=4), events(pieces(PROSE))).outcome
+    assert tight.tokens == 4

@@ -144,9 +144,7 @@ def to_events(stream: list[tuple[str, float]]) -> list[TokenEvent]:
 
 
 def engine(case: dict[str, Any], *, shadow: bool = False) -> PolicyEngine:
-    return PolicyEngine(
-        case["rules"], max_tokens=case["max_tokens"], min_tokens=case["min_tokens"], shadow=shadow
-    )
+    return PolicyEngine(case["rules"], max_tokens=case["max_tokens"], min_tokens=case["min_tokens"], shadow=shadow)
 
 
 def live(case: dict[str, Any]) -> tuple[list[StopDecision], str, PolicyEngine]:
@@ -223,9 +221,7 @@ def test_decisions_are_deterministic_and_replay_equals_live(case: dict[str, Any]
 def test_shadow_reports_exactly_what_enforcement_would_do(case: dict[str, Any]) -> None:
     """A shadow policy only stops at the budget and records the enforced policy's stop."""
     enforced = replay(engine(case), to_events(case["stream"]), case["probes"], case["queue"]).outcome
-    shadow = replay(
-        engine(case, shadow=True), to_events(case["stream"]), case["probes"], case["queue"]
-    ).outcome
+    shadow = replay(engine(case, shadow=True), to_events(case["stream"]), case["probes"], case["queue"]).outcome
     assert shadow.stop_rule is None and shadow.append_text == ""
     assert shadow.tokens == min(len(case["stream"]), case["max_tokens"])
     if enforced.stop_rule is None:
