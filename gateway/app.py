@@ -20,12 +20,18 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from gateway import __version__
 from gateway.audit.log import AuditLog
+from gateway.classify.classifier import Classifier
 from gateway.http.admin_audit import AuditController
+from gateway.http.admin_policies import AdminPoliciesController
 from gateway.http.auth import KeyRing
 from gateway.http.chat import ChatController
+from gateway.http.classify import AdminDomainsController, ClassifyController
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.health import HealthController
 from gateway.metrics import Metrics
+from gateway.policy.loader import load_policies_dir
+from gateway.policy.store import PolicyStore
+from gateway.ratelimit import RateLimiter
 from gateway.redis_server import LocalRedis
 from gateway.services import Services
 from gateway.serving.chat import ChatService
@@ -49,6 +55,11 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
     services = Services(settings=settings, worker=worker)
     services.metrics = Metrics(worker)
     router = Router(default_max_tokens=settings.default_max_tokens)
+    # Validated here, before serving: a broken domain or policy file stops start-up with its location.
+    classifier = Classifier.from_settings(settings)
+    domains = classifier.domains.names
+    load_policies_dir(settings.policies_dir, domains)
+    services.classifier = router.classifier = classifier
     services.chat = ChatService(
         worker, router, max_concurrent_streams=settings.max_concurrent_streams, metrics=services.metrics
     )
@@ -57,6 +68,15 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             redis_url = settings.redis_url or _start_local_redis(settings, stack)
+            stack.callback(classifier.close)
+            services.ratelimit = services.chat.ratelimit = RateLimiter(
+                redis_url, settings.rate_limit_rpm, settings.rate_limit_tpm
+            )
+            await services.ratelimit.start()
+            stack.push_async_callback(services.ratelimit.close)
+            services.policies = router.policies = PolicyStore(redis_url, settings.policies_dir, domains)
+            await services.policies.start()
+            stack.push_async_callback(services.policies.close)
             services.audit = AuditLog(settings.audit_log, redis_url, settings.data_dir / "audit-spill")
             await services.audit.start()
             stack.push_async_callback(services.audit.close)
@@ -71,7 +91,14 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
         return config
 
     return Litestar(
-        route_handlers=[ChatController, HealthController, AuditController],
+        route_handlers=[
+            ChatController,
+            HealthController,
+            ClassifyController,
+            AdminDomainsController,
+            AuditController,
+            AdminPoliciesController,
+        ],
         dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],

@@ -25,3 +25,4 @@ class Services:
         self.chat: Any = parts.get("chat")
         self.metrics: Any = parts.get("metrics")
         self.redis: Any = parts.get("redis")
+        self.ratelimit: Any = parts.get("ratelimit")

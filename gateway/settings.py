@@ -38,6 +38,8 @@ class Settings:
     worker_url: tuple[str, ...] = ()
     max_concurrent_streams: int = 64
     max_batch_size: int = 16
+    rate_limit_rpm: int = 0  # per API key, shared across replicas through Redis; 0 = off
+    rate_limit_tpm: int = 0
     log_level: str = "info"
     log_prompts: bool = False
     # Bounds on requests, enforced at the HTTP edge.
@@ -75,6 +77,8 @@ class Settings:
             raise ConfigError(f"STOPGATE_PORT out of range: {self.port}")
         if self.max_concurrent_streams < 1:
             raise ConfigError("STOPGATE_MAX_CONCURRENT_STREAMS must be >= 1")
+        if self.rate_limit_rpm < 0 or self.rate_limit_tpm < 0:
+            raise ConfigError("STOPGATE_RATE_LIMIT_RPM / _TPM must be >= 0")
         if self.max_batch_size < 1:
             raise ConfigError("STOPGATE_MAX_BATCH_SIZE must be >= 1")
 

@@ -18,9 +18,7 @@ from structlog.tracebacks import ExceptionDictTransformer
 
 from gateway.errors import ConfigError
 
-TEXT_KEYS = frozenset(
-    {"prompt", "prompt_text", "messages", "completion", "completion_text", "content", "text"}
-)
+TEXT_KEYS = frozenset({"prompt", "prompt_text", "messages", "completion", "completion_text", "content", "text"})
 """Event keys whose values may hold user text; redacted from logs unless ``log_prompts`` is on."""
 
 LEVELS = {
@@ -40,9 +38,7 @@ def drop_text(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappin
     return event
 
 
-def configure_logging(
-    level: str = "info", *, log_prompts: bool = False, stream: TextIO | None = None
-) -> None:
+def configure_logging(level: str = "info", *, log_prompts: bool = False, stream: TextIO | None = None) -> None:
     """Set up structlog and the stdlib root logger; safe to call more than once."""
     numeric = LEVELS.get(level.strip().lower())
     if numeric is None:

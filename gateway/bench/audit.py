@@ -98,9 +98,7 @@ def _record(i: int, run_id: str) -> AuditRecord:
     )
 
 
-async def _bench(
-    args: argparse.Namespace, tmp: Path, url: str | None, server: LocalRedis | None
-) -> dict[str, Any]:
+async def _bench(args: argparse.Namespace, tmp: Path, url: str | None, server: LocalRedis | None) -> dict[str, Any]:
     run_id = f"{time.time_ns():x}"
     key = f"stopgate:bench:{run_id}" if args.redis_url else DEFAULT_STREAM_KEY
     audit = AuditLog(tmp / "audit.jsonl", url, tmp / "spill", stream_key=key, retry_interval_s=0.25)

@@ -158,9 +158,7 @@ def _print(records: list[AuditRecord], fmt: str) -> None:
         return
     from rich.table import Table
 
-    table = Table(
-        "ts", "request_id", "domain", "policy", "stop_rule", "finish", "tokens", "ttft ms", "dur ms", "notes"
-    )
+    table = Table("ts", "request_id", "domain", "policy", "stop_rule", "finish", "tokens", "ttft ms", "dur ms", "notes")
     for r in records:
         notes = []
         if r.client_disconnected:

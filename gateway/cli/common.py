@@ -23,6 +23,8 @@ _FLAGGED = (
     "worker_url",
     "max_concurrent_streams",
     "max_batch_size",
+    "rate_limit_rpm",
+    "rate_limit_tpm",
     "log_level",
 )
 

@@ -103,6 +103,8 @@ def _check(req: ChatCompletionRequest) -> None:
         raise RequestError("'temperature' must be between 0 and 2.", param="temperature")
     if req.top_p is not None and not 0.0 < req.top_p <= 1.0:
         raise RequestError("'top_p' must be in (0, 1].", param="top_p")
+    if req.seed is not None and not -(2**63) <= req.seed < 2**63:
+        raise RequestError("'seed' must be a 64-bit integer.", param="seed")
     if req.n != 1:
         raise RequestError("Only n=1 is supported.", param="n")
     stops = req.stop_sequences

@@ -161,6 +161,7 @@ class ChatService:
         self.metrics = metrics
         self.max_concurrent_streams = max_concurrent_streams
         self.active_streams = 0
+        self.ratelimit: Any = None  # gateway.ratelimit.RateLimiter, per API key
 
     async def open(self, call: ChatCall) -> ChatRun:
         """Route and start generating; a request refused here is audited here, then re-raised."""
@@ -181,6 +182,8 @@ class ChatService:
             raise RateLimited(
                 f"Too many concurrent streams (limit {self.max_concurrent_streams}); retry shortly.", retry_after=1
             )
+        if self.ratelimit is not None and call.api_key_id:
+            await self.ratelimit.check(call.api_key_id)
         route = await self.router.route(call)
         draft.domain, draft.domain_confidence = route.domain, route.confidence
         draft.policy, draft.policy_version, draft.policy_hash = (
@@ -227,6 +230,8 @@ class ChatService:
             ttft_ms=ttft_ms,
             duration_ms=round((now - run.started) * 1000, 1),
         )
+        if self.ratelimit is not None and run.call.api_key_id:
+            self.ratelimit.submit_tokens(run.call.api_key_id, run.prompt_tokens + run.completion_tokens)
         self.submit_audit(run.draft)
 
     def reject(self, call_id: str, api_key_id: str | None, exc: BaseException) -> None:

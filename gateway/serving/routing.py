@@ -45,7 +45,7 @@ class Router:
     def domain_names(self) -> frozenset[str]:
         if self.classifier is None:
             return frozenset({FALLBACK_DOMAIN})
-        return frozenset(self.classifier.domain_names)
+        return frozenset(self.classifier.domains.names)
 
     async def route(self, call: ChatCall) -> Route:
         overrides: dict[str, Any] = {}
@@ -76,6 +76,6 @@ class Router:
     async def _classify(self, call: ChatCall) -> tuple[str, float]:
         if self.classifier is None:
             return FALLBACK_DOMAIN, 1.0
-        users = [m.content for m in call.messages if m.role == "user"]
-        result = await self.classifier.aclassify(users[-1], history=users[:-1])
+        # The last user message decides; earlier user turns only help a low-confidence follow-up.
+        result = await self.classifier.aclassify(call.messages)
         return result.domain, float(result.confidence)

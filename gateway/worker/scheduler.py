@@ -116,16 +116,31 @@ class BatchScheduler:
 
     def _step(self) -> None:
         out: list[tuple[Sequence, TokenEvent | BaseException | None]] = []
+        try:
+            self._admit(out)
+            self._decode_step(out)
+        finally:
+            self._flush(out)  # events of this step reach their streams even if a later part failed
+
+    def _admit(self, out: list[tuple[Sequence, TokenEvent | BaseException | None]]) -> None:
         # 1. admit waiting requests while there is room: prefill alone, sample the first token, splice in.
         while self._pending and len(self._rows) < self.max_batch:
             seq = self._pending.popleft()
             if seq.cancelled:
                 self._finish(seq, "cancelled", out)
                 continue
-            cache, logits = self._prefill(seq.prompt_ids)
-            token, event = self._sample_one(seq, logits)
+            try:
+                cache, logits = self._prefill(seq.prompt_ids)
+                token, event = self._sample_one(seq, logits)
+            except Exception as exc:  # this request alone fails; it is in neither queue nor batch now
+                log.exception("prefill_failed")
+                seq.ended = True
+                out.append((seq, WorkerError(f"generation failed: {type(exc).__name__}: {exc}")))
+                continue
             if not self._advance(seq, token, event, out):
                 self._splice(seq, cache, token)
+
+    def _decode_step(self, out: list[tuple[Sequence, TokenEvent | BaseException | None]]) -> None:
         # 2. drop rows whose client went away or whose policy stopped them.
         self._keep([i for i, seq in enumerate(self._rows) if not seq.cancelled], out)
         # 3. one forward pass for the whole batch, one new token per row.
@@ -137,7 +152,6 @@ class BatchScheduler:
             self._positions = self._positions + 1
             # 4. rows that hit EOS or their budget leave the batch.
             self._keep([i for i, d in enumerate(done) if not d], out)
-        self._flush(out)
 
     def _prefill(self, prompt_ids: list[int]) -> tuple[DynamicCache, torch.Tensor]:
         ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.loaded.device)
@@ -290,6 +304,7 @@ def _sample_row(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     if params.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
         keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
+        keep[0] = True  # a top_p that rounds to 0 still leaves the most likely token
         sorted_probs = sorted_probs * keep
         probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
     probs = probs / probs.sum()

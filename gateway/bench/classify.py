@@ -1,0 +1,170 @@
+"""``stopgate bench classify``: accuracy per domain, confusion matrix and latency of the classifier.
+
+Runs in process: each query of ``--data`` (JSON lines with ``query`` and ``domain``) is classified
+on its own and timed, so p50/p99 are single-query latencies (embedding + scoring), not HTTP.
+Then the whole set is classified once more in batches of ``--batch`` to report throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from gateway.cli.common import add_settings_flags, settings_from_args
+from gateway.errors import RequestError
+
+
+class Row(msgspec.Struct):
+    query: str
+    domain: str
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="JSON lines with 'query' and 'domain'")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N rows")
+    parser.add_argument("--batch", type=int, default=32, help="batch size of the throughput pass")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads for this run (default: torch's choice, one per core)",
+    )
+    add_settings_flags(parser, only=("domains_dir", "data_dir"))
+
+
+def load_rows(path: Path, limit: int | None = None) -> list[Row]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise RequestError(f"cannot read {path}: {exc}", param="data") from exc
+    rows: list[Row] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(msgspec.json.decode(line, type=Row))
+        except msgspec.DecodeError as exc:
+            raise RequestError(f"{path}:{number}: {exc}", param="data") from exc
+        if limit is not None and len(rows) >= limit:
+            break
+    if not rows:
+        raise RequestError(f"{path}: no rows", param="data")
+    return rows
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def evaluate(gold: list[str], predicted: list[str], latencies_ms: list[float]) -> dict[str, Any]:
+    """The report: overall and per-domain accuracy, confusion counts (gold -> predicted), latency."""
+    per: dict[str, dict[str, Any]] = {}
+    confusion: dict[str, Counter[str]] = {}
+    for g, p in zip(gold, predicted, strict=True):
+        confusion.setdefault(g, Counter())[p] += 1
+    for domain in sorted(confusion):
+        row = confusion[domain]
+        total = sum(row.values())
+        per[domain] = {"items": total, "accuracy": row[domain] / total}
+    hits = sum(g == p for g, p in zip(gold, predicted, strict=True))
+    return {
+        "items": len(gold),
+        "accuracy": hits / len(gold),
+        "worst_domain": min(per, key=lambda d: per[d]["accuracy"]),
+        "domains": per,
+        "confusion": {g: dict(sorted(c.items())) for g, c in sorted(confusion.items())},
+        "latency_ms": {
+            "p50": percentile(latencies_ms, 0.50),
+            "p99": percentile(latencies_ms, 0.99),
+            "mean": statistics.fmean(latencies_ms),
+        },
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from gateway.classify import Classifier
+
+    settings = settings_from_args(args)
+    rows = load_rows(args.data, args.limit)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    classifier = Classifier.from_settings(settings)
+    load_s = time.perf_counter() - started
+    try:
+        for row in rows[:5]:  # warm-up: first calls allocate
+            classifier.classify(row.query)
+        predicted: list[str] = []
+        latencies: list[float] = []
+        for row in rows:
+            t0 = time.perf_counter()
+            predicted.append(classifier.classify(row.query).domain)
+            latencies.append((time.perf_counter() - t0) * 1000.0)
+        t0 = time.perf_counter()
+        for start in range(0, len(rows), args.batch):
+            classifier.classify_many([r.query for r in rows[start : start + args.batch]])
+        batch_s = time.perf_counter() - t0
+    finally:
+        classifier.close()
+    report = evaluate([r.domain for r in rows], predicted, latencies)
+    report["load_s"] = load_s
+    report["batched_queries_per_s"] = len(rows) / batch_s
+    report["labels"] = sorted({r.domain for r in rows} | set(predicted))
+    report["precision"] = classifier.embedder.precision
+    report["threads"] = _torch_threads()
+    report["load_average"] = _load_average()
+    _print(report)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average: latency on a shared machine means little without it."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _print(report: dict[str, Any]) -> None:
+    console = Console()
+    labels: list[str] = report["labels"]
+    table = Table(title="confusion (rows: gold, columns: predicted)")
+    table.add_column("gold \\ predicted")
+    for label in labels:
+        table.add_column(label, justify="right")
+    table.add_column("accuracy", justify="right")
+    for gold in sorted(report["confusion"]):
+        counts = report["confusion"][gold]
+        cells = [f"[bold]{counts.get(p, 0)}[/bold]" if p == gold else str(counts.get(p, 0) or "") for p in labels]
+        table.add_row(gold, *cells, f"{report['domains'][gold]['accuracy']:.3f}")
+    console.print(table)
+    lat = report["latency_ms"]
+    console.print(
+        f"accuracy {report['accuracy']:.3f} over {report['items']}; worst {report['worst_domain']} "
+        f"{report['domains'][report['worst_domain']]['accuracy']:.3f}; latency p50 {lat['p50']:.1f} ms "
+        f"p99 {lat['p99']:.1f} ms (single query, in process); batched {report['batched_queries_per_s']:.0f} q/s; "
+        f"start-up {report['load_s']:.1f} s; {report['precision']}, {report['threads']} threads, "
+        f"1-min load average {report['load_average']}"
+    )

@@ -1,0 +1,22 @@
+"""Fixtures for the classifier tests: one real embedder per session and a tiny domain set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from domain_files import TINY_DOMAINS, write_domains
+
+from gateway.classify.embedder import Embedder
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The packaged all-MiniLM-L6-v2, loaded once for the session."""
+    return Embedder()
+
+
+@pytest.fixture()
+def tiny_domains(tmp_path: Path) -> Path:
+    """A directory with three small, well separated domains (math, support, general)."""
+    return write_domains(tmp_path / "domains", TINY_DOMAINS)
