@@ -182,6 +182,15 @@ class ChatService:
             raise RateLimited(
                 f"Too many concurrent streams (limit {self.max_concurrent_streams}); retry shortly.", retry_after=1
             )
+        # Take the slot before the first await, so concurrent requests cannot all pass the check.
+        self.active_streams += 1
+        try:
+            return await self._start(call, draft)
+        except BaseException:
+            self.active_streams -= 1
+            raise
+
+    async def _start(self, call: ChatCall, draft: AuditDraft) -> ChatRun:
         if self.ratelimit is not None and call.api_key_id:
             await self.ratelimit.check(call.api_key_id)
         route = await self.router.route(call)
@@ -203,12 +212,7 @@ class ChatService:
         enforcer = Enforcer.for_route(route, budget, policy_off=call.admin and call.policy_off, worker=self.worker)
         draft.max_tokens = budget
         params = SamplingParams(max_tokens=budget, temperature=call.temperature, top_p=call.top_p, seed=call.seed)
-        self.active_streams += 1
-        try:
-            stream = await self.worker.generate(call.messages, params)
-        except BaseException:
-            self.active_streams -= 1
-            raise
+        stream = await self.worker.generate(call.messages, params)
         if self.metrics is not None:
             self.metrics.stream_opened()
         return ChatRun(self, call, route, stream, enforcer, draft)
