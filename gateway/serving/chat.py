@@ -8,6 +8,7 @@ run.close()    exactly once, from the edge's ``finally``: cancel, count, write t
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from gateway.audit.record import AuditDraft, Overrides, ShadowDecision
 from gateway.errors import ContextLengthExceeded, RateLimited, UnknownDomain
 from gateway.serving.enforcement import Enforcer
 from gateway.serving.routing import Route, Router
+from gateway.serving.sampling import answers_agree, is_sampled
 from gateway.serving.stop_strings import StopStringMatcher
 from gateway.worker.protocol import ChatMessage, SamplingParams, TokenStream, Worker
 
@@ -70,7 +72,11 @@ class ChatRun:
         self.first_token_at: float | None = None
         self.error: BaseException | None = None
         self._matcher = StopStringMatcher(call.stop)
-        self._text: list[str] | None = [] if route.policy is not None and route.policy.audit.include_text else None
+        policy = route.policy
+        self._sampled = policy is not None and is_sampled(call.request_id, policy.sample_full_rate)
+        keep_text = self._sampled or (policy is not None and policy.audit.include_text)
+        self._text: list[str] | None = [] if keep_text else None
+        self._continue_after_stop = False
         self._closed = False
 
     @property
@@ -107,7 +113,10 @@ class ChatRun:
                 return
             if decision.stop:
                 self.finish_reason = decision.finish_reason
-                self.stream.cancel()
+                if self._sampled and decision.finish_reason == "stop":
+                    self._continue_after_stop = True  # close() generates on, unseen, for the audit sample
+                else:
+                    self.stream.cancel()
                 break
         rest = self._matcher.flush()
         if rest:
@@ -128,12 +137,39 @@ class ChatRun:
         }
 
     def close(self, *, client_disconnected: bool = False, error: BaseException | None = None) -> None:
-        """Release the worker and the stream slot, then audit. Safe to call more than once."""
+        """Release the worker and the stream slot, then audit. Safe to call more than once.
+
+        A sampled request that a rule stopped first generates on to full length in the background
+        (the client already has its answer), then audits with the measured comparison.
+        """
         if self._closed:
             return
         self._closed = True
-        self.stream.cancel()
         self.error = error
+        if self._continue_after_stop and not client_disconnected and error is None:
+            task = asyncio.get_running_loop().create_task(self._finish_sample())
+            self.service.background.add(task)
+            task.add_done_callback(self.service.background.discard)
+            return
+        self._finalize(client_disconnected, error)
+
+    async def _finish_sample(self) -> None:
+        sent = "".join(self._text or [])
+        rest: list[str] = []
+        extra = 0
+        try:
+            async for event in self.stream:
+                extra += 1
+                rest.append(event.text)
+            self.draft.full_completion_tokens = self.completion_tokens + extra
+            self.draft.answer_agreed = answers_agree(sent, sent + "".join(rest))
+        except Exception as exc:  # the sample is best effort; the answer was already delivered
+            log.warning("quality_sample_failed", error=type(exc).__name__)
+        finally:
+            self._finalize(False, None)
+
+    def _finalize(self, client_disconnected: bool, error: BaseException | None) -> None:
+        self.stream.cancel()
         draft = self.draft
         draft.completion_tokens = self.completion_tokens
         draft.prompt_tokens = self.prompt_tokens or draft.prompt_tokens
@@ -145,7 +181,7 @@ class ChatRun:
             draft.shadow = ShadowDecision(rule=shadow[0], at_token=shadow[1])
         if error is not None:
             draft.fail(error)
-        if self._text is not None:
+        if self._text is not None and self.route.policy is not None and self.route.policy.audit.include_text:
             user = [m.content for m in self.call.messages if m.role == "user"]
             draft.include_text(user[-1] if user else "", "".join(self._text))
         self.service.release(self, client_disconnected=client_disconnected)
@@ -162,6 +198,7 @@ class ChatService:
         self.max_concurrent_streams = max_concurrent_streams
         self.active_streams = 0
         self.ratelimit: Any = None  # gateway.ratelimit.RateLimiter, per API key
+        self.background: set[asyncio.Task[None]] = set()  # quality samples finishing after their response
 
     async def open(self, call: ChatCall) -> ChatRun:
         """Route and start generating; a request refused here is audited here, then re-raised."""
