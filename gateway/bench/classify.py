@@ -1,13 +1,15 @@
 """``stopgate bench classify``: accuracy per domain, confusion matrix and latency of the classifier.
 
-Runs in process: each query of ``--data`` (JSON lines with ``query`` and ``domain``) is classified
-on its own and timed, so p50/p99 are single-query latencies (embedding + scoring), not HTTP.
-Then the whole set is classified once more in batches of ``--batch`` to report throughput.
+Runs in process, on the classifier's own thread exactly as the server does: each query of
+``--data`` (JSON lines with ``query`` and ``domain``) is classified on its own and timed, so p50/p99
+are single-query latencies (embedding + scoring), not HTTP. Then the whole set is submitted at once
+through ``aclassify`` (micro-batches of up to ``--batch``) to report throughput.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import time
@@ -32,12 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="JSON lines with 'query' and 'domain'")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--limit", type=int, default=None, help="only the first N rows")
-    parser.add_argument("--batch", type=int, default=32, help="batch size of the throughput pass")
+    parser.add_argument("--batch", type=int, default=32, help="largest micro-batch of the throughput pass")
     parser.add_argument(
         "--threads",
         type=int,
         default=None,
-        help="torch intra-op threads for this run (default: torch's choice, one per core)",
+        help="intra-op threads of the classification thread (default: the classifier's, 1)",
     )
     add_settings_flags(parser, only=("domains_dir", "data_dir"))
 
@@ -97,13 +99,13 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     rows = load_rows(args.data, args.limit)
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    classifier = Classifier.from_settings(settings)
+    if args.threads is None:
+        classifier = Classifier.from_settings(settings)
+    else:
+        classifier = Classifier.from_settings(settings, threads=args.threads)
     load_s = time.perf_counter() - started
+    threads = classifier.thread_count()
     try:
         for row in rows[:5]:  # warm-up: first calls allocate
             classifier.classify(row.query)
@@ -114,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
             predicted.append(classifier.classify(row.query).domain)
             latencies.append((time.perf_counter() - t0) * 1000.0)
         t0 = time.perf_counter()
-        for start in range(0, len(rows), args.batch):
-            classifier.classify_many([r.query for r in rows[start : start + args.batch]])
+        asyncio.run(_submit_all(classifier, [r.query for r in rows], args.batch))
         batch_s = time.perf_counter() - t0
     finally:
         classifier.close()
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     report["batched_queries_per_s"] = len(rows) / batch_s
     report["labels"] = sorted({r.domain for r in rows} | set(predicted))
     report["precision"] = classifier.embedder.precision
-    report["threads"] = _torch_threads()
+    report["threads"] = threads
     report["load_average"] = _load_average()
     _print(report)
     if args.json is not None:
@@ -133,10 +134,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _torch_threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads())
+async def _submit_all(classifier: Any, queries: list[str], max_batch: int) -> None:
+    classifier.max_batch = max_batch
+    await asyncio.gather(*(classifier.aclassify(q) for q in queries))
 
 
 def _load_average() -> float | None:

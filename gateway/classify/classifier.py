@@ -33,10 +33,20 @@ import structlog
 from gateway.classify.batcher import MicroBatcher
 from gateway.classify.cache import ArrayCache, content_key
 from gateway.classify.definitions import DomainDefinition, DomainSet, load_domains
-from gateway.classify.embedder import EMBEDDING_DIM, MAX_CHARS, Embedder, Vectors
+from gateway.classify.embedder import (
+    EMBEDDING_DIM,
+    MAX_CHARS,
+    Embedder,
+    Vectors,
+    default_threads,
+    pin_intra_op_threads,
+    restore_default_threads,
+)
 from gateway.errors import DefinitionError, Problem
 
 if TYPE_CHECKING:
+    import torch
+
     from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -48,6 +58,10 @@ NEIGHBOUR_TEMPERATURE = 0.05  # cosine similarities are close together; sharpen 
 HEAD_WEIGHT = 0.5
 HEAD_L2_C = 30.0  # inverse regularisation strength of the linear head
 HISTORY_WEIGHTS = (1.0, 0.5, 0.25)  # last user message, the one before, the one before that
+# Intra-op threads of the classification thread. Measured on the 2-core dev box: 2 threads are
+# ~25% faster when the machine is idle, 1 thread is 5-20x faster when anything else (the model
+# worker generating, another process) wants the cores, because OpenMP teams then wait on each other.
+CLASSIFY_THREADS = 1
 
 Query = str | Sequence[Any]
 """A text, or an OpenAI-style message list (mappings or objects with ``role`` and ``content``)."""
@@ -61,29 +75,31 @@ class Classification(msgspec.Struct, frozen=True):
 
 @dataclass(frozen=True)
 class _Model:
-    """Everything one classification needs; replaced whole on reload, never mutated."""
+    """Everything one classification needs; replaced whole on reload, never mutated.
+
+    Scoring is in torch, on the classification thread's own intra-op threads: numpy's BLAS keeps
+    its own spinning thread pool, which measurably slowed the next forward pass on 2 cores.
+    """
 
     domains: DomainSet
     names: tuple[str, ...]
-    examples: Vectors  # (m, dim), unit rows
-    labels: npt.NDArray[np.int64]  # (m,)
-    weight: Vectors  # (dim, k)
-    bias: Vectors  # (k,)
+    examples: torch.Tensor  # (m, dim) float32, unit rows
+    labels: torch.Tensor  # (m,) int64
+    weight: torch.Tensor  # (dim, k)
+    bias: torch.Tensor  # (k,)
 
-    def scores(self, queries: Vectors) -> npt.NDArray[np.float64]:
-        logits = queries @ self.weight + self.bias
-        head = np.exp(logits - logits.max(axis=1, keepdims=True))
-        head /= head.sum(axis=1, keepdims=True)
+    def scores(self, queries: torch.Tensor) -> torch.Tensor:
+        """(n, k) scores, each row a distribution over the domains."""
+        import torch
 
-        sims = queries @ self.examples.T
-        k = min(NEIGHBOURS, sims.shape[1])
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        top_sims = np.take_along_axis(sims, top, axis=1)
-        weights = np.exp((top_sims - top_sims.max(axis=1, keepdims=True)) / NEIGHBOUR_TEMPERATURE)
-        votes = np.zeros_like(head)
-        np.add.at(votes, (np.arange(len(queries))[:, None], self.labels[top]), weights)
-        votes /= votes.sum(axis=1, keepdims=True)
-        return np.asarray(HEAD_WEIGHT * head + (1.0 - HEAD_WEIGHT) * votes, dtype=np.float64)
+        with torch.inference_mode():
+            head = torch.softmax(queries @ self.weight + self.bias, dim=1)
+            sims = queries @ self.examples.T
+            top_sims, top = sims.topk(min(NEIGHBOURS, sims.shape[1]), dim=1)  # sorted, best first
+            weights = torch.exp((top_sims - top_sims[:, :1]) / NEIGHBOUR_TEMPERATURE)
+            votes = torch.zeros_like(head).scatter_add_(1, self.labels[top], weights)
+            votes = votes / votes.sum(dim=1, keepdim=True)
+            return HEAD_WEIGHT * head + (1.0 - HEAD_WEIGHT) * votes
 
 
 def training_texts(definition: DomainDefinition) -> list[str]:
@@ -161,6 +177,7 @@ class Classifier:
         threshold: float = DEFAULT_THRESHOLD,
         fallback: str = FALLBACK_DOMAIN,
         max_batch: int = 32,
+        threads: int | None = CLASSIFY_THREADS,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError("threshold must be within 0..1")
@@ -171,6 +188,10 @@ class Classifier:
         self._reload_lock = threading.Lock()
         self._model = self._build(domains)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
+        if threads is not None:
+            process_default = default_threads()
+            self._executor.submit(pin_intra_op_threads, threads).result()
+            restore_default_threads(process_default)
         self._batcher: MicroBatcher[Query, Classification] = MicroBatcher(
             self.classify_many, self._executor, max_batch=max_batch
         )
@@ -184,22 +205,45 @@ class Classifier:
         embedder: Embedder | None = None,
         threshold: float = DEFAULT_THRESHOLD,
         fallback: str = FALLBACK_DOMAIN,
+        threads: int | None = CLASSIFY_THREADS,
     ) -> Classifier:
         """Validate ``domains_dir`` (raises ``DefinitionError``), load the model, fit the head."""
         domains = load_domains(domains_dir, required=(fallback,))
-        return cls(embedder or Embedder(), domains, cache_dir=cache_dir, threshold=threshold, fallback=fallback)
+        return cls(
+            embedder or Embedder(),
+            domains,
+            cache_dir=cache_dir,
+            threshold=threshold,
+            fallback=fallback,
+            threads=threads,
+        )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Classifier:
+    def from_settings(cls, settings: Settings, *, threads: int | None = CLASSIFY_THREADS) -> Classifier:
         """The classifier for ``settings.domains_dir``, caching embeddings under ``settings.data_dir``."""
-        return cls.load(settings.domains_dir, cache_dir=settings.data_dir / "cache" / "classify")
+        return cls.load(settings.domains_dir, cache_dir=settings.data_dir / "cache" / "classify", threads=threads)
 
     @property
     def domains(self) -> DomainSet:
         return self._model.domains
 
+    @property
+    def max_batch(self) -> int:
+        return self._batcher.max_batch
+
+    @max_batch.setter
+    def max_batch(self, value: int) -> None:
+        if value < 1:
+            raise ValueError("max_batch must be >= 1")
+        self._batcher.max_batch = value
+
+    def thread_count(self) -> int:
+        """The intra-op threads the classification thread runs with."""
+        return self._executor.submit(default_threads).result()
+
     def classify(self, query: Query) -> Classification:
-        return self.classify_many([query])[0]
+        """Classify on the classification thread (with its thread setting); blocks the caller."""
+        return self._executor.submit(self.classify_many, [query]).result()[0]
 
     def classify_many(self, queries: Sequence[Query]) -> list[Classification]:
         model = self._model  # one snapshot for the whole batch, even if a reload lands meanwhile
@@ -207,26 +251,29 @@ class Classifier:
         live = [i for i, t in enumerate(turns) if t and t[0].strip()]
         results = {i: self._blank(model) for i, t in enumerate(turns) if not (t and t[0].strip())}
         if live:
-            last = self.embedder.embed([turns[i][0] for i in live])
+            last = self.embedder.embed_tensor([turns[i][0] for i in live])
             scores = model.scores(last)
             self._add_context(model, [turns[i] for i in live], last, scores)
-            results.update((i, self._decide(model, row)) for i, row in zip(live, scores, strict=True))
+            rows: list[list[float]] = scores.tolist()
+            results.update((i, self._decide(model, row)) for i, row in zip(live, rows, strict=True))
         return [results[i] for i in range(len(queries))]
 
-    def _add_context(
-        self, model: _Model, turns: list[list[str]], last: Vectors, scores: npt.NDArray[np.float64]
-    ) -> None:
+    def _add_context(self, model: _Model, turns: list[list[str]], last: torch.Tensor, scores: torch.Tensor) -> None:
         """Rescore, in place, low-confidence follow-ups mixed with the user's earlier messages."""
-        retry = [j for j, t in enumerate(turns) if scores[j].max() < self.threshold and len(t) > 1]
+        import torch
+
+        best = scores.max(dim=1).values.tolist()
+        retry = [j for j, t in enumerate(turns) if best[j] < self.threshold and len(t) > 1]
         if not retry:
             return
         history = [(j, h, text) for j in retry for h, text in enumerate(turns[j][1:], start=1)]
-        earlier = self.embedder.embed([text for _, _, text in history])
+        earlier = self.embedder.embed_tensor([text for _, _, text in history])
         mixed = {j: last[j] * HISTORY_WEIGHTS[0] for j in retry}
         for (j, h, _), vector in zip(history, earlier, strict=True):
             mixed[j] = mixed[j] + HISTORY_WEIGHTS[h] * vector
-        rows = np.stack([mixed[j] / np.linalg.norm(mixed[j]) for j in retry]).astype(np.float32)
-        scores[retry] = model.scores(rows)
+        with torch.inference_mode():  # scores is an inference tensor: updated in place only in this mode
+            rows = torch.nn.functional.normalize(torch.stack([mixed[j] for j in retry]), dim=1)
+            scores[retry] = model.scores(rows)
 
     async def aclassify(self, query: Query) -> Classification:
         """``classify`` off the event loop; concurrent calls share forward passes (micro-batching)."""
@@ -247,6 +294,8 @@ class Classifier:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _build(self, domains: DomainSet) -> _Model:
+        import torch
+
         if self.fallback not in domains.names:
             where = str(next(iter(domains.files.values())).parent) if domains.files else "domains"
             raise DefinitionError([Problem(where, 0, "name", f"the fallback domain {self.fallback!r} is not defined")])
@@ -268,14 +317,16 @@ class Classifier:
             return np.vstack([weight, bias[None, :]])
 
         head_key = content_key("head-v1", keys, HEAD_L2_C)
-        head = self._cache.get(head_key, (EMBEDDING_DIM + 1, classes), fit)
-        return _Model(domains, domains.names, examples, label_array, head[:-1], head[-1])
+        head = torch.from_numpy(self._cache.get(head_key, (EMBEDDING_DIM + 1, classes), fit))
+        return _Model(
+            domains, domains.names, torch.from_numpy(examples), torch.from_numpy(label_array), head[:-1], head[-1]
+        )
 
-    def _decide(self, model: _Model, row: npt.NDArray[np.float64]) -> Classification:
-        best = int(row.argmax())
-        confidence = float(row[best])
+    def _decide(self, model: _Model, row: list[float]) -> Classification:
+        best = max(range(len(row)), key=row.__getitem__)
+        confidence = row[best]
         domain = model.names[best] if confidence >= self.threshold else self.fallback
-        scores = {name: round(float(s), 6) for name, s in zip(model.names, row, strict=True)}
+        scores = {name: round(s, 6) for name, s in zip(model.names, row, strict=True)}
         return Classification(domain=domain, confidence=round(confidence, 6), scores=scores)
 
     def _blank(self, model: _Model) -> Classification:

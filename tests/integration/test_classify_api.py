@@ -25,12 +25,24 @@ AUTH = {"authorization": f"Bearer {API_KEY}"}
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 DOMAINS = {
-    "math": ["what is 12 times 7", "solve 3x + 4 = 19", "calculate 15 percent of 300",
-             "Sam has 14 apples and gives away 5. How many are left?"],
-    "support": ["what is my checking account balance", "my credit card was stolen",
-                "transfer $50 to my savings account", "why was my card declined"],
-    "general": ["book a table for two tonight", "what's the weather tomorrow", "play some jazz music",
-                "how long do i boil pasta"],
+    "math": [
+        "what is 12 times 7",
+        "solve 3x + 4 = 19",
+        "calculate 15 percent of 300",
+        "Sam has 14 apples and gives away 5. How many are left?",
+    ],
+    "support": [
+        "what is my checking account balance",
+        "my credit card was stolen",
+        "transfer $50 to my savings account",
+        "why was my card declined",
+    ],
+    "general": [
+        "book a table for two tonight",
+        "what's the weather tomorrow",
+        "play some jazz music",
+        "how long do i boil pasta",
+    ],
 }
 
 
@@ -82,13 +94,24 @@ async def test_classify_shape(client: AsyncTestClient[Litestar]) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"{}", b'{"text": null}', b'{"text": 42}', b'{"text": ["a"]}', b'{"text": {"a": 1}}',
-     b'{"text": ""}', b'{"text": "   \\n"}', b"", b"not json", b"[1, 2]", b'"just a string"', b"null"],
+    [
+        b"{}",
+        b'{"text": null}',
+        b'{"text": 42}',
+        b'{"text": ["a"]}',
+        b'{"text": {"a": 1}}',
+        b'{"text": ""}',
+        b'{"text": "   \\n"}',
+        b"",
+        b"not json",
+        b"[1, 2]",
+        b'"just a string"',
+        b"null",
+    ],
 )
 async def test_bad_input_is_400_naming_text(client: AsyncTestClient[Litestar], content: bytes) -> None:
     """Missing, null, non-string, blank text and non-object bodies are OpenAI-shaped 400s."""
-    resp = await client.post("/v1/classify", content=content,
-                             headers={**AUTH, "content-type": "application/json"})
+    resp = await client.post("/v1/classify", content=content, headers={**AUTH, "content-type": "application/json"})
     assert resp.status_code == 400, resp.text
     error = resp.json()["error"]
     assert error["param"] == "text" and error["type"] == "invalid_request_error" and error["message"]

@@ -16,6 +16,18 @@ def embedder() -> Embedder:
     return Embedder()
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedding cache for the session: equal domain files are embedded and fitted once."""
+    return tmp_path_factory.mktemp("classify-cache")
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A STOPGATE_DATA_DIR shared by the command tests, so its embedding cache warms once."""
+    return tmp_path_factory.mktemp("classify-data")
+
+
 @pytest.fixture()
 def tiny_domains(tmp_path: Path) -> Path:
     """A directory with three small, well separated domains (math, support, general)."""

@@ -34,8 +34,8 @@ class CountingEmbedder(Embedder):
 
 
 @pytest.fixture()
-def classifier(embedder: Embedder, tiny_domains: Path, tmp_path: Path) -> Classifier:
-    return Classifier.load(tiny_domains, cache_dir=tmp_path / "cache", embedder=embedder)
+def classifier(embedder: Embedder, tiny_domains: Path, shared_cache: Path) -> Classifier:
+    return Classifier.load(tiny_domains, cache_dir=shared_cache, embedder=embedder)
 
 
 def test_routes_clear_queries(classifier: Classifier) -> None:
@@ -54,9 +54,9 @@ def test_scores_are_a_distribution_over_domains(classifier: Classifier) -> None:
     assert result.confidence == max(result.scores.values()) == result.scores[result.domain]
 
 
-def test_low_confidence_falls_back_to_general(embedder: Embedder, tiny_domains: Path) -> None:
+def test_low_confidence_falls_back_to_general(embedder: Embedder, tiny_domains: Path, shared_cache: Path) -> None:
     """Below the threshold the domain is the fallback; the scores still say what won."""
-    strict = Classifier.load(tiny_domains, embedder=embedder, threshold=1.0)
+    strict = Classifier.load(tiny_domains, embedder=embedder, threshold=1.0, cache_dir=shared_cache)
     result = strict.classify("what is 7 times 8")
     assert result.domain == "general"
     assert max(result.scores, key=lambda d: result.scores[d]) == "math"
@@ -96,13 +96,16 @@ def test_last_user_message_decides(classifier: Classifier) -> None:
     assert classifier.classify(messages).domain == "support"
 
 
-def test_vague_follow_up_borrows_earlier_turns(embedder: Embedder, tiny_domains: Path) -> None:
+def test_vague_follow_up_borrows_earlier_turns(embedder: Embedder, tiny_domains: Path, shared_cache: Path) -> None:
     """A low-confidence follow-up is classified together with the user's earlier messages."""
-    c = Classifier.load(tiny_domains, embedder=embedder, threshold=0.99)
+    c = Classifier.load(tiny_domains, embedder=embedder, threshold=0.99, cache_dir=shared_cache)
     follow_up = "and the other one?"
     alone = c.classify(follow_up)
-    convo = [{"role": "user", "content": "Sam has 14 apples and eats 3. How many are left?"},
-             {"role": "assistant", "content": "11"}, {"role": "user", "content": follow_up}]
+    convo = [
+        {"role": "user", "content": "Sam has 14 apples and eats 3. How many are left?"},
+        {"role": "assistant", "content": "11"},
+        {"role": "user", "content": follow_up},
+    ]
     mixed = c.classify(convo)
     assert mixed.scores["math"] > alone.scores["math"] + 0.1
 
@@ -186,3 +189,20 @@ def test_head_is_deterministic(embedder: Embedder, tiny_domains: Path) -> None:
     a = Classifier.load(tiny_domains, embedder=embedder).classify("what is 6 times 7")
     b = Classifier.load(tiny_domains, embedder=embedder).classify("what is 6 times 7")
     assert np.isclose(a.confidence, b.confidence)
+
+
+def test_classification_thread_count_is_its_own(embedder: Embedder, tiny_domains: Path, shared_cache: Path) -> None:
+    """threads=1 applies to the classification thread only; the process default is left as it was."""
+    import threading
+
+    import torch
+
+    before = torch.get_num_threads()
+    c = Classifier.load(tiny_domains, embedder=embedder, cache_dir=shared_cache, threads=1)
+    assert c.thread_count() == 1
+    assert torch.get_num_threads() == before
+    seen: list[int] = []
+    worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    worker.start()
+    worker.join()
+    assert seen == [before]

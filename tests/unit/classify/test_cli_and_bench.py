@@ -13,20 +13,22 @@ from gateway.cli import main
 from gateway.errors import RequestError
 
 
-def test_classify_prints_json(tiny_domains: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_classify_prints_json(tiny_domains: Path, shared_data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The command prints one JSON object with domain, confidence and scores, exit 0."""
-    status = main(["classify", "what is 11 times 11", "--domains-dir", str(tiny_domains),
-                   "--data-dir", str(tmp_path / "data")])
+    status = main(
+        ["classify", "what is 11 times 11", "--domains-dir", str(tiny_domains), "--data-dir", str(shared_data_dir)]
+    )
     out = json.loads(capsys.readouterr().out)
     assert status == 0 and out["domain"] == "math" and set(out["scores"]) == {"math", "support", "general"}
-    assert any((tmp_path / "data" / "cache" / "classify").glob("*.npy"))
+    assert any((shared_data_dir / "cache" / "classify").glob("*.npy"))
 
 
-def test_classify_reads_stdin(tiny_domains: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_classify_reads_stdin(
+    tiny_domains: Path, shared_data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """'-' classifies the text on stdin."""
     monkeypatch.setattr("sys.stdin", io.StringIO("my debit card was stolen yesterday\n"))
-    assert main(["classify", "-", "--domains-dir", str(tiny_domains), "--data-dir", str(tmp_path)]) == 0
+    assert main(["classify", "-", "--domains-dir", str(tiny_domains), "--data-dir", str(shared_data_dir)]) == 0
     assert json.loads(capsys.readouterr().out)["domain"] == "support"
 
 
@@ -59,15 +61,34 @@ def test_load_rows_errors(tmp_path: Path) -> None:
     assert len(load_rows(path, limit=1)) == 1
 
 
-def test_bench_classify_writes_json(tiny_domains: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_classify_writes_json(
+    tiny_domains: Path, tmp_path: Path, shared_data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The benchmark classifies every row, prints the confusion table and writes the figures."""
     data = tmp_path / "rows.jsonl"
-    rows = [("what is 4 plus 4", "math"), ("block my stolen card", "support"), ("play some music", "general"),
-            ("how much is 30 percent of 90", "math"), ("book a hotel in rome", "general")]
+    rows = [
+        ("what is 4 plus 4", "math"),
+        ("block my stolen card", "support"),
+        ("play some music", "general"),
+        ("how much is 30 percent of 90", "math"),
+        ("book a hotel in rome", "general"),
+    ]
     data.write_text("".join(json.dumps({"id": i, "query": q, "domain": d}) + "\n" for i, (q, d) in enumerate(rows)))
     out = tmp_path / "report.json"
-    status = main(["bench", "classify", "--data", str(data), "--json", str(out),
-                   "--domains-dir", str(tiny_domains), "--data-dir", str(tmp_path / "data")])
+    status = main(
+        [
+            "bench",
+            "classify",
+            "--data",
+            str(data),
+            "--json",
+            str(out),
+            "--domains-dir",
+            str(tiny_domains),
+            "--data-dir",
+            str(shared_data_dir),
+        ]
+    )
     assert status == 0
     report = json.loads(out.read_text())
     assert report["items"] == 5 and report["accuracy"] == 1.0

@@ -31,8 +31,12 @@ def problems(text: str) -> list[tuple[int, str, str]]:
 def test_valid_document_parses() -> None:
     """A well-formed file becomes a DomainDefinition with tuples of strings."""
     d = parse_domain(VALID, "d.yaml")
-    assert d == DomainDefinition(name="math", description="numbers",
-                                 examples=("what is 2 + 2", "how many legs do 3 spiders have"), keywords=("sum",))
+    assert d == DomainDefinition(
+        name="math",
+        description="numbers",
+        examples=("what is 2 + 2", "how many legs do 3 spiders have"),
+        keywords=("sum",),
+    )
 
 
 def test_unknown_keys_are_errors_with_their_lines() -> None:
