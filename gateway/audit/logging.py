@@ -38,12 +38,22 @@ def drop_text(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappin
     return event
 
 
+class _Stderr:
+    """Writes to whatever ``sys.stderr`` is at the time (test capture swaps it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "info", *, log_prompts: bool = False, stream: TextIO | None = None) -> None:
     """Set up structlog and the stdlib root logger; safe to call more than once."""
     numeric = LEVELS.get(level.strip().lower())
     if numeric is None:
         raise ConfigError(f"STOPGATE_LOG_LEVEL must be one of {', '.join(LEVELS)}, not {level!r}")
-    out = stream if stream is not None else sys.stderr
+    out = stream if stream is not None else _Stderr()
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+import structlog
+
 from gateway.errors import StopgateError
 
 COMMANDS = ("serve", "worker", "classify", "policies", "audit", "bench", "calibrate")
@@ -34,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not structlog.is_configured():
+        # Logs go to stderr as JSON; stdout is for the command's own output. serve/worker set their level.
+        from gateway.audit.logging import configure_logging
+
+        configure_logging("warning")
     try:
         status = args.handler(args)
     except StopgateError as exc:

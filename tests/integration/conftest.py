@@ -40,7 +40,7 @@ class RunningGateway:
 
 def start_gateway(settings: Settings, wait_s: float = 300) -> RunningGateway:
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+        uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_config=None, lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -56,7 +56,7 @@ async def start_replica(redis_url: str, policies_dir: Path) -> Replica:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve())
     await eventually(lambda: server.started or task.done())
     return Replica(f"http://127.0.0.1:{port}", store, server, task)

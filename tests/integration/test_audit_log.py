@@ -64,9 +64,7 @@ def stream_ids(url: str) -> list[str]:
 
 
 def new_log(tmp_path: Path, url: str | None, **kw) -> AuditLog:
-    return AuditLog(
-        tmp_path / "audit.jsonl", url, tmp_path / "spill", retry_interval_s=0.1, redis_timeout_s=1.0, **kw
-    )
+    return AuditLog(tmp_path / "audit.jsonl", url, tmp_path / "spill", retry_interval_s=0.1, redis_timeout_s=1.0, **kw)
 
 
 async def test_records_reach_the_stream_with_request_id_as_a_value(tmp_path, redis_url):

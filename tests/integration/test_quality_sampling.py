@@ -14,9 +14,20 @@ pytestmark = pytest.mark.model
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
+def wait_for_store(gw: RunningGateway, timeout_s: float = 30) -> None:
+    """Other tests stop and restart the session's Redis; admin writes need the store connected again."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if httpx.get(gw.url + "/readyz").json()["status"] == "ready":
+            return
+        time.sleep(0.2)
+    raise AssertionError("policy store did not reconnect to Redis")
+
+
 def test_sampled_requests_record_full_length_and_agreement(gateway: RunningGateway) -> None:
     """With sample_full_rate 1.0 the client gets the stopped answer; the audit gets the full length too."""
     url = gateway.url + "/admin/policies/small_talk"
+    wait_for_store(gateway)
     original = httpx.get(url, headers=ADMIN).json()["policy"]
     try:
         r = httpx.put(url, headers=ADMIN, json={**original, "sample_full_rate": 1.0})

@@ -62,8 +62,11 @@ async def live(worker: LocalWorker, policy: Policy, prompt: str) -> tuple[str, l
         before = engine.outcome.probes
         verdict = await enforcer.after_token(event, stream)
         probed = engine.outcome.probes > before
-        trace.append(Decision(event.index, verdict.stop, enforcer.stop_rule if verdict.stop else None,
-                              verdict.include_token, probed))
+        trace.append(
+            Decision(
+                event.index, verdict.stop, enforcer.stop_rule if verdict.stop else None, verdict.include_token, probed
+            )
+        )
         sent.append((event.text if verdict.include_token else "") + verdict.append_text)
         if verdict.stop:
             stream.cancel()

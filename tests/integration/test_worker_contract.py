@@ -29,7 +29,7 @@ def worker_server() -> Iterator[str]:
     """A real `stopgate worker` app on uvicorn, on a free loopback port."""
     settings = Settings(port=free_port(), data_dir=Path(".stopgate"))
     server = uvicorn.Server(
-        uvicorn.Config(create_worker_app(settings), host="127.0.0.1", port=settings.port, log_level="warning")
+        uvicorn.Config(create_worker_app(settings), host="127.0.0.1", port=settings.port, log_config=None)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
