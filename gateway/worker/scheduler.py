@@ -115,12 +115,16 @@ class BatchScheduler:
         self._fail_all(WorkerError("worker is shutting down"))
 
     def _step(self) -> None:
-        out: list[tuple[Sequence, TokenEvent | BaseException | None]] = []
+        admitted: list[tuple[Sequence, TokenEvent | BaseException | None]] = []
+        decoded: list[tuple[Sequence, TokenEvent | BaseException | None]] = []
         try:
-            self._admit(out)
-            self._decode_step(out)
+            self._admit(admitted)
+            # New requests' first tokens go out now, not after the batch's next forward pass (TTFT).
+            self._flush(admitted)
+            self._decode_step(decoded)
         finally:
-            self._flush(out)  # events of this step reach their streams even if a later part failed
+            self._flush(admitted)  # no-op unless admission itself failed part-way
+            self._flush(decoded)
 
     def _admit(self, out: list[tuple[Sequence, TokenEvent | BaseException | None]]) -> None:
         # 1. admit waiting requests while there is room: prefill alone, sample the first token, splice in.
@@ -280,11 +284,13 @@ class BatchScheduler:
         self._flush(out)
 
     def _flush(self, out: list[tuple[Sequence, TokenEvent | BaseException | None]]) -> None:
+        """Hand ``out`` to the streams and empty it (so a second flush sends nothing twice)."""
         if not out:
             return
         by_target: dict[Deliver, list[tuple[Sequence, TokenEvent | BaseException | None]]] = {}
         for item in out:
             by_target.setdefault(item[0].deliver, []).append(item)
+        out.clear()
         for deliver, items in by_target.items():
             deliver(items)
 
