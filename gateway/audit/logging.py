@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
@@ -53,7 +53,7 @@ def configure_logging(level: str = "info", *, log_prompts: bool = False, stream:
     numeric = LEVELS.get(level.strip().lower())
     if numeric is None:
         raise ConfigError(f"STOPGATE_LOG_LEVEL must be one of {', '.join(LEVELS)}, not {level!r}")
-    out = stream if stream is not None else _Stderr()
+    out: TextIO = stream if stream is not None else cast(TextIO, _Stderr())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

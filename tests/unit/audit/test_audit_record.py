@@ -67,9 +67,7 @@ def test_optional_fields_appear_when_set(make_record):
 
 def test_round_trip_is_lossless(make_record):
     """A record decodes back to an equal record."""
-    rec = make_record(
-        shadow=ShadowDecision(rule="repetition", at_token=17), error=AuditError(type="X", message="m")
-    )
+    rec = make_record(shadow=ShadowDecision(rule="repetition", at_token=17), error=AuditError(type="X", message="m"))
     assert decode_record(encode_record(rec)) == rec
 
 

@@ -77,9 +77,7 @@ async def test_submit_from_another_thread(tmp_path, make_record):
 async def test_unreachable_redis_degrades_and_keeps_records_on_disk(tmp_path, make_record):
     """Redis down: health says why, the file still gets every record, the stream's share waits on disk."""
     url = f"redis://127.0.0.1:{free_port()}/0"
-    audit = AuditLog(
-        tmp_path / "audit.jsonl", url, tmp_path / "spill", retry_interval_s=0.05, redis_timeout_s=0.5
-    )
+    audit = AuditLog(tmp_path / "audit.jsonl", url, tmp_path / "spill", retry_interval_s=0.05, redis_timeout_s=0.5)
     await audit.start()
     assert not audit.healthy and "redis unreachable" in (audit.degraded_reason or "")
     for i in range(5):

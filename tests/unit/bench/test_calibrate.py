@@ -44,8 +44,14 @@ def test_neighbours_change_one_valid_parameter_at_a_time() -> None:
 def test_render_keeps_layout_and_replaces_numbers_and_rules() -> None:
     """The written file keeps comments and description, bumps fields, and loads back to the policy."""
     start = parse_policy(YAML, source="factual.yaml", domains=DOMAINS, expect_domain="factual")
-    best = Policy(domain="factual", version=4, description=start.description, max_tokens=192, min_tokens=4,
-                  rules=(Sentences(max=2), Loop(max_period=64, min_repeats=3, min_span=16)))
+    best = Policy(
+        domain="factual",
+        version=4,
+        description=start.description,
+        max_tokens=192,
+        min_tokens=4,
+        rules=(Sentences(max=2), Loop(max_period=64, min_repeats=3, min_span=16)),
+    )
     text = render_policy(YAML, best)
     assert "# kept as written" in text and "version: 4" in text and "max_tokens: 192" in text
     assert "  - sentences: {max: 2}" in text
@@ -69,8 +75,25 @@ def gen(text_parts: list[str]) -> Generation:
 
 def test_search_saves_the_most_tokens_within_the_bounds() -> None:
     """Coordinate ascent lowers the sentence limit only as far as the answers (gold) survive."""
-    parts = ["It", " is", " Paris", ".", " Paris", " is", " old", ".", " It", " has", " the", " Louvre", ".",
-             " It", " is", " big", "."]
+    parts = [
+        "It",
+        " is",
+        " Paris",
+        ".",
+        " Paris",
+        " is",
+        " old",
+        ".",
+        " It",
+        " has",
+        " the",
+        " Louvre",
+        ".",
+        " It",
+        " is",
+        " big",
+        ".",
+    ]
     rows = [Row("a", "factual", "q", ["paris"]), Row("b", "factual", "q", ["louvre"])]
     gens = [gen(parts), gen(parts)]
 
@@ -82,3 +105,9 @@ def test_search_saves_the_most_tokens_within_the_bounds() -> None:
     best, best_score = asyncio.run(search(start, evaluate, cap=512))
     assert best_score.feasible and best_score.figures["em_policy"] == 1.0
     assert isinstance(best.rules[0], Sentences) and best.rules[0].max == 3  # "Louvre" is in sentence 3
+
+
+def test_neighbours_keep_min_tokens_below_max_tokens() -> None:
+    """No candidate has a floor at or above its budget (the loader would refuse it)."""
+    policy = Policy(domain="support", max_tokens=64, min_tokens=48, rules=(Sentences(max=2),))
+    assert all(c.min_tokens < c.max_tokens for _, c in neighbours(policy, cap=512))

@@ -147,8 +147,16 @@ def test_report_has_the_contract_shape() -> None:
     report = build_report(items, [texts, texts], cap=512)
     assert set(report["overall"]) == {"items", "tokens_full", "tokens_policy", "saved_pct"}
     assert report["overall"]["saved_pct"] == pytest.approx(25.0)
-    keys = {"items", "tokens_full", "tokens_policy", "saved_pct", "em_full", "em_policy", "agreement",
-            "code_fence_intact"}
+    keys = {
+        "items",
+        "tokens_full",
+        "tokens_policy",
+        "saved_pct",
+        "em_full",
+        "em_policy",
+        "agreement",
+        "code_fence_intact",
+    }
     assert all(set(d) == keys | {"answer_kept"} for d in report["domains"].values())
     static = report["baselines"]["static_budget"]
     assert {"max_tokens", "tokens", "domains"} <= set(static)
@@ -201,3 +209,13 @@ def test_answer_kept_needs_the_first_sentences_or_the_first_code_block() -> None
     code = "Here:\n```py\nx = 1\n```\nThat sets x. Done."
     assert answer_kept("code", code, "Here:\n```py\nx = 1\n```")
     assert not answer_kept("code", code, "Here:\n```py\nx = 1\n")
+
+
+def test_answer_core_of_lists_and_loops() -> None:
+    """A list's first two lines are its opening; a loop without sentence ends is capped."""
+    listing = "Ingredients:\n\n- flour\n- eggs\n- milk\n"
+    assert answer_kept("general", listing, "Ingredients:\n\n- flour")
+    assert not answer_kept("general", listing, "Ingredients:\n")
+    loop = "la casa " * 100
+    assert answer_kept("general", loop, loop[:220])
+    assert not answer_kept("general", loop, loop[:120])
