@@ -25,11 +25,16 @@ class LocalTokenStream:
         seq.sink = self._queue.put_nowait  # type: ignore[attr-defined]
         self.prompt_tokens = len(seq.prompt_ids)
         self.finish_reason: FinishReason | None = None
+        self._consumed = 0
 
     @property
     def token_ids(self) -> list[int]:
-        """Prompt and generated ids so far (what a probe continues from)."""
-        return [*self._seq.prompt_ids, *self._seq.generated]
+        """Prompt and the generated ids the caller has read (what a probe continues from).
+
+        The decode thread may already be a token or two ahead; a probe must see exactly the answer
+        the policy engine has been fed, or live and replayed decisions differ.
+        """
+        return [*self._seq.prompt_ids, *self._seq.generated[: self._consumed]]
 
     async def __aiter__(self) -> AsyncIterator[TokenEvent]:
         while True:
@@ -40,6 +45,7 @@ class LocalTokenStream:
             if isinstance(item, BaseException):
                 self.finish_reason = "cancelled"
                 raise item
+            self._consumed += 1
             yield item
 
     def cancel(self) -> None:

@@ -42,10 +42,15 @@ def policies_dir(tmp_path: Path) -> Path:
     return directory
 
 
+# Its own key space: the session's gateway (other test modules) runs a store on the same Redis and
+# would re-seed the default prefix with its own versions after the outage tests below.
+PREFIX = "test:policy-store"
+
+
 @pytest.fixture()
 async def replicas(redis_url: str, policies_dir: Path) -> AsyncIterator[tuple[PolicyStore, PolicyStore]]:
-    a = PolicyStore(redis_url, policies_dir, DOMAINS)
-    b = PolicyStore(redis_url, policies_dir, DOMAINS)
+    a = PolicyStore(redis_url, policies_dir, DOMAINS, prefix=PREFIX)
+    b = PolicyStore(redis_url, policies_dir, DOMAINS, prefix=PREFIX)
     await asyncio.gather(a.start(), b.start())
     assert a.healthy and b.healthy, (a.degraded_reason, b.degraded_reason)
     yield a, b
@@ -247,7 +252,7 @@ async def test_redis_back_empty_is_reseeded_without_versions_going_back(
     await eventually(lambda: a.healthy and b.healthy, within=10.0)
     raw = redis.Redis.from_url(redis_server.url)
     try:
-        assert int(raw.hget("stopgate:policy:factual:active", "version") or 0) == last.version
+        assert int(raw.hget(f"{PREFIX}:factual:active", "version") or 0) == last.version
     finally:
         raw.close()
     assert b.get("factual").version == last.version and b.get("factual").hash == last.hash

@@ -32,11 +32,16 @@ def test_factual_keeps_the_answer_and_drops_the_elaboration() -> None:
     answer = (
         "The first telephone was patented by Alexander Graham Bell in 1876. It changed how people talked. "
         "Many inventors worked on similar devices at the time, and some of them claimed to be first. "
-        "Today telephones are everywhere, and they keep getting smaller and smarter every year."
+        "Today telephones are everywhere, and they keep getting smaller and smarter every year. "
+        "Some people collect old telephones, and museums show how their shapes changed over the decades. "
+        "Phone booths were once found on many street corners, but most of them have now disappeared."
     )
     kept, rule, saved = apply("factual", answer)
     assert rule == "sentences" and saved > 20
-    assert kept == "The first telephone was patented by Alexander Graham Bell in 1876. It changed how people talked."
+    assert kept == (
+        "The first telephone was patented by Alexander Graham Bell in 1876. It changed how people talked. "
+        "Many inventors worked on similar devices at the time, and some of them claimed to be first."
+    )
 
 
 def test_small_talk_stops_a_reply_that_repeats_itself() -> None:
