@@ -15,31 +15,13 @@ from gateway.audit.record import AuditRecord, encode_record
 from gateway.cli import audit as audit_cli
 from gateway.errors import RequestError
 from gateway.redis_server import free_port
+from tests.audit_records import COMPACT, build_record
 
 
 def record(request_id: str, domain: str, ts: str, stop_rule: str | None = None, **extra) -> AuditRecord:
-    values = dict(
-        ts=ts,
-        request_id=request_id,
-        api_key_id=None,
-        domain=domain,
-        domain_confidence=0.8,
-        policy=domain,
-        policy_version=1,
-        policy_hash="h",
-        stop_rule=stop_rule,
-        finish_reason="stop",
-        prompt_tokens=5,
-        completion_tokens=9,
-        max_tokens=64,
-        shadow=None,
-        ttft_ms=12.0,
-        duration_ms=80.0,
-        client_disconnected=False,
-        error=None,
+    return build_record(
+        request_id, **{**COMPACT, "ts": ts, "domain": domain, "policy": domain, "stop_rule": stop_rule, **extra}
     )
-    values.update(extra)
-    return AuditRecord(**values)
 
 
 @pytest.fixture()

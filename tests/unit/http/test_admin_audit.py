@@ -16,31 +16,13 @@ from gateway.http.admin_audit import AuditController
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.services import Services
 from gateway.settings import Settings
+from tests.audit_records import COMPACT, build_record
 
 ADMIN = {"Authorization": "Bearer adm-key"}
 
 
 def record(request_id: str, domain: str, stop_rule: str | None, ts: str) -> AuditRecord:
-    return AuditRecord(
-        ts=ts,
-        request_id=request_id,
-        api_key_id=None,
-        domain=domain,
-        domain_confidence=0.8,
-        policy=domain,
-        policy_version=1,
-        policy_hash="h",
-        stop_rule=stop_rule,
-        finish_reason="stop",
-        prompt_tokens=5,
-        completion_tokens=9,
-        max_tokens=64,
-        shadow=None,
-        ttft_ms=12.0,
-        duration_ms=80.0,
-        client_disconnected=False,
-        error=None,
-    )
+    return build_record(request_id, **{**COMPACT, "ts": ts, "domain": domain, "policy": domain, "stop_rule": stop_rule})
 
 
 @pytest.fixture()
