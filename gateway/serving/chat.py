@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from gateway.audit.record import AuditDraft, Overrides, ShadowDecision
-from gateway.errors import ContextLengthExceeded, RateLimited, UnknownDomain
+from gateway.errors import RateLimited, UnknownDomain
 from gateway.serving.enforcement import Enforcer
 from gateway.serving.routing import Route, Router
 from gateway.serving.sampling import answers_agree, is_sampled
@@ -237,19 +237,13 @@ class ChatService:
             route.policy_version,
             route.policy_hash or None,
         )
-        prompt_tokens = self.worker.count_prompt_tokens(call.messages)
-        draft.prompt_tokens = prompt_tokens
         budget = route.budget(call.max_tokens)
-        if prompt_tokens + 1 > self.worker.context_length:
-            raise ContextLengthExceeded(
-                f"The prompt has {prompt_tokens} tokens; this model's context is {self.worker.context_length}.",
-                param="messages",
-            )
-        budget = min(budget, self.worker.context_length - prompt_tokens)
+        params = SamplingParams(max_tokens=budget, temperature=call.temperature, top_p=call.top_p, seed=call.seed)
+        # The worker tokenizes once, refuses a prompt longer than its context, and keeps the budget inside it.
+        stream = await self.worker.generate(call.messages, params)
+        draft.prompt_tokens = stream.prompt_tokens
         enforcer = Enforcer.for_route(route, budget, policy_off=call.admin and call.policy_off, worker=self.worker)
         draft.max_tokens = budget
-        params = SamplingParams(max_tokens=budget, temperature=call.temperature, top_p=call.top_p, seed=call.seed)
-        stream = await self.worker.generate(call.messages, params)
         if self.metrics is not None:
             self.metrics.stream_opened()
         return ChatRun(self, call, route, stream, enforcer, draft)

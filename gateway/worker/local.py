@@ -7,7 +7,9 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from gateway.errors import NotReady, WorkerError
+import msgspec
+
+from gateway.errors import ContextLengthExceeded, NotReady, WorkerError
 from gateway.worker.detokenize import IncrementalDetokenizer
 from gateway.worker.model import LoadedModel, load_model
 from gateway.worker.protocol import ChatMessage, FinishReason, ProbeResult, SamplingParams, TokenEvent, TokenStream
@@ -119,11 +121,14 @@ class LocalWorker:
         loaded, _ = self._require()
         return list(loaded.tokenizer.encode(text, add_special_tokens=False))
 
-    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return len(self.encode_chat(messages))
-
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream:
-        return self.generate_ids(self.encode_chat(messages), params)
+        ids = self.encode_chat(messages)
+        room = self.context_length - len(ids)
+        if room < 1:
+            raise ContextLengthExceeded(
+                f"The prompt has {len(ids)} tokens; this model's context is {self.context_length}.", param="messages"
+            )
+        return self.generate_ids(ids, msgspec.structs.replace(params, max_tokens=min(params.max_tokens, room)))
 
     def generate_ids(self, prompt_ids: list[int], params: SamplingParams) -> LocalTokenStream:
         loaded, scheduler = self._require()

@@ -87,8 +87,6 @@ class Worker(Protocol):
     def tokens_generated(self) -> int:
         """Tokens decoded since start (all requests, probes included)."""
 
-    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int: ...
-
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream: ...
 
     async def probe(self, stream: TokenStream, suffix: str, max_tokens: int) -> ProbeResult:

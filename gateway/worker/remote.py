@@ -179,9 +179,6 @@ class RemoteWorker:
     def active(self) -> int:
         return sum(u.in_flight for u in self.upstreams)
 
-    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return 0  # unknown until the upstream's usage chunk; the upstream enforces its own context
-
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream:
         body = {
             "model": self.model_id,

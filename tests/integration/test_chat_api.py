@@ -214,3 +214,14 @@ async def test_concurrent_greedy_streams_match_sequential(gateway: RunningGatewa
         alone = [await one(client, p) for p in prompts]
         together = await asyncio.gather(*(one(client, p) for p in prompts))
     assert list(together) == alone
+
+
+def test_prompt_longer_than_the_context_is_a_400(gateway: RunningGateway) -> None:
+    """A prompt that does not fit the model's context is refused with context_length_exceeded, not generated."""
+    r = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        timeout=60,
+        json={"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "word " * 9000}]},
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "context_length_exceeded"

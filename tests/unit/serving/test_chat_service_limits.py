@@ -39,9 +39,6 @@ class SlowStartWorker:
 
     async def close(self) -> None: ...
 
-    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return 3
-
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream:
         await asyncio.sleep(0.01)
         return IdleStream()
