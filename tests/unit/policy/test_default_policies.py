@@ -82,11 +82,18 @@ def test_math_keeps_the_final_number_of_a_loop() -> None:
     assert full.startswith(kept) and numbers[-1] == re.findall(r"\d+", full)[-1]
 
 
-def test_math_does_not_stop_at_a_hash_answer_line() -> None:
-    """'#### N' is not final for a small model (it may go on to another number): math runs on."""
-    text = "She has 3 + 4 = 7 apples.\n#### 7\nWait, she buys 1 more: 7 + 1 = 8.\n#### 8"
+def test_math_stops_after_the_line_that_states_the_answer() -> None:
+    """'#### N' or 'The answer is N' ends the answer: math stops at the end of that line."""
+    text = "She has 3 + 4 = 7 apples.\n#### 7\nThe answer is: 7\nShe has 3 + 4 = 7 apples."
+    kept, rule, saved = apply("math", text)
+    assert rule == "answer_pattern" and kept.rstrip("\n").endswith("#### 7") and saved > 0
+
+
+def test_math_waits_for_the_whole_answer_number() -> None:
+    """A number still being written ('#### 1' before '20') is not cut: the last number is the full one."""
+    text = "So 100 + 20 = 120.\n#### 120\nThe answer is: 120"
     kept, rule, _ = apply("math", text)
-    assert rule is None and kept == text
+    assert rule == "answer_pattern" and re.findall(r"\d+", kept)[-1] == "120"
 
 
 def test_math_does_not_cut_ordinary_working() -> None:
