@@ -37,6 +37,7 @@ from gateway.services import Services
 from gateway.serving.chat import ChatService
 from gateway.serving.routing import Router
 from gateway.settings import Settings
+from gateway.worker.cores import reserve_cores
 from gateway.worker.local import LocalWorker
 from gateway.worker.protocol import Worker
 from gateway.worker.remote import RemoteWorker
@@ -47,7 +48,13 @@ log = structlog.get_logger(__name__)
 def build_worker(settings: Settings) -> Worker:
     if settings.worker_url:
         return RemoteWorker(list(settings.worker_url), model=settings.model)
-    return LocalWorker(settings.model, settings.device, settings.data_dir, settings.max_batch_size)
+    return _local_worker(settings)
+
+
+def _local_worker(settings: Settings) -> LocalWorker:
+    # Before the classifier or the model runs a torch op: only the decode thread may take the cores.
+    threads = reserve_cores()
+    return LocalWorker(settings.model, settings.device, settings.data_dir, settings.max_batch_size, threads=threads)
 
 
 def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
@@ -115,7 +122,7 @@ def create_worker_app(settings: Settings, *, worker: LocalWorker | None = None) 
     """The model worker as its own OpenAI-compatible server (``stopgate worker``), for GPU hosts."""
     from gateway.http.worker_api import WorkerController
 
-    worker = worker or LocalWorker(settings.model, settings.device, settings.data_dir, settings.max_batch_size)
+    worker = worker or _local_worker(settings)
     services = Services(settings=settings, worker=worker)
 
     @contextlib.asynccontextmanager

@@ -46,9 +46,12 @@ class BenchSession:
 
     @classmethod
     async def open(cls, settings: Settings, *, concurrency: int = 32, show_progress: bool = True) -> BenchSession:
+        from gateway.worker.cores import reserve_cores
         from gateway.worker.local import LocalWorker
 
-        worker = LocalWorker(settings.model, settings.device, settings.data_dir, max_batch=concurrency)
+        worker = LocalWorker(
+            settings.model, settings.device, settings.data_dir, max_batch=concurrency, threads=reserve_cores()
+        )
         await worker.start()
         cache = GenerationCache(settings.data_dir, model_key(settings.model, settings.device))
         return cls(worker, cache, concurrency, show_progress)
@@ -86,7 +89,9 @@ class BenchSession:
 def route_rows(rows: Sequence[Row], settings: Settings) -> tuple[list[str], list[float], tuple[str, ...]]:
     """The domain the gateway's classifier picks for each row (and its confidence), plus all names."""
     from gateway.classify import Classifier
+    from gateway.worker.cores import reserve_cores
 
+    reserve_cores()  # before this thread's first torch op: it must not keep an OpenMP team (see cores)
     classifier = Classifier.from_settings(settings)
     try:
         found = []

@@ -59,9 +59,12 @@ class LocalTokenStream:
 class LocalWorker:
     """Implements ``gateway.worker.protocol.Worker`` with a model loaded in this process."""
 
-    def __init__(self, model: str, device: str, data_dir: Path, max_batch: int = 16) -> None:
+    def __init__(
+        self, model: str, device: str, data_dir: Path, max_batch: int = 16, *, threads: int | None = None
+    ) -> None:
         self._spec = (model, device, data_dir)
         self._max_batch = max_batch
+        self._threads = threads  # the decode thread's intra-op threads (``gateway.worker.cores``)
         self._loaded: LoadedModel | None = None
         self._scheduler: BatchScheduler | None = None
         self.model_id = model
@@ -72,7 +75,7 @@ class LocalWorker:
         self._loaded = await asyncio.to_thread(load_model, *self._spec)
         self.model_id = self._loaded.model_id
         self.context_length = self._loaded.context_length
-        self._scheduler = BatchScheduler(self._loaded, self._max_batch)
+        self._scheduler = BatchScheduler(self._loaded, self._max_batch, self._threads)
         self._scheduler.start()
 
     async def close(self) -> None:

@@ -23,6 +23,7 @@ import torch
 from transformers import DynamicCache
 
 from gateway.errors import WorkerError
+from gateway.worker.cores import current_threads, pin_threads
 from gateway.worker.detokenize import IncrementalDetokenizer
 from gateway.worker.model import LoadedModel
 from gateway.worker.protocol import SamplingParams, TokenEvent
@@ -52,9 +53,12 @@ class Sequence:
 
 
 class BatchScheduler:
-    def __init__(self, loaded: LoadedModel, max_batch: int = 16) -> None:
+    def __init__(self, loaded: LoadedModel, max_batch: int = 16, threads: int | None = None) -> None:
         self.loaded = loaded
         self.max_batch = max_batch
+        self.threads = threads  # intra-op threads of the decode thread; None: the process default
+        self._pinned = threading.Event()
+        self.decode_threads: int | None = None  # what the decode thread runs with, once started
         self.tokens_generated = 0
         self._pending: collections.deque[Sequence] = collections.deque()
         self._wake = threading.Condition()
@@ -78,8 +82,14 @@ class BatchScheduler:
         return len(self._rows)
 
     def start(self) -> None:
+        caller_default = current_threads()
         self._thread = threading.Thread(target=self._run, name="stopgate-decode", daemon=True)
         self._thread.start()
+        if self.threads is not None:
+            # Pinning made the decode thread's count the process default; threads started later keep
+            # the caller's (gateway.worker.cores: one OpenMP team per process).
+            self._pinned.wait(timeout=30)
+            pin_threads(caller_default)
 
     def stop(self) -> None:
         with self._wake:
@@ -100,6 +110,10 @@ class BatchScheduler:
     # -- the decode thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self.threads is not None:
+            pin_threads(self.threads)
+        self.decode_threads = current_threads()
+        self._pinned.set()
         with torch.inference_mode():
             while True:
                 with self._wake:
