@@ -1,19 +1,22 @@
 """``create_app(settings)``: the one place where Stopgate's parts are built and connected.
 
-Start-up order (in the lifespan, never at import): logging -> Redis (ours or the configured one)
--> policy store, audit log, classifier -> model worker (loads in the background, so /healthz
-answers at once and /readyz turns ready when the model is in) -> serve. Shutdown reverses it.
+Start-up order (never at import; the CLI configures logging first): ``create_app`` reserves the cores
+for a local decode thread, builds the classifier and validates the domain and policy files (a broken
+file stops start-up); the lifespan then starts Redis (ours or the configured one) -> rate limiter,
+policy store, audit log -> model worker (loads in the background, so /healthz answers at once and
+/readyz turns ready when the model is in) -> serve. Shutdown reverses it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import structlog
 from litestar import Litestar
-from litestar.config.app import AppConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -32,12 +35,11 @@ from gateway.metrics import Metrics
 from gateway.policy.loader import load_policies_dir
 from gateway.policy.store import PolicyStore
 from gateway.ratelimit import RateLimiter
-from gateway.redis_server import LocalRedis
+from gateway.redis_server import SUBDIR, LocalRedis
 from gateway.services import Services
 from gateway.serving.chat import ChatService
 from gateway.serving.routing import Router
 from gateway.settings import Settings
-from gateway.worker.cores import reserve_cores
 from gateway.worker.local import LocalWorker
 from gateway.worker.protocol import Worker
 from gateway.worker.remote import RemoteWorker
@@ -48,19 +50,12 @@ log = structlog.get_logger(__name__)
 def build_worker(settings: Settings) -> Worker:
     if settings.worker_url:
         return RemoteWorker(list(settings.worker_url), model=settings.model)
-    return _local_worker(settings)
-
-
-def _local_worker(settings: Settings) -> LocalWorker:
-    # Before the classifier or the model runs a torch op: only the decode thread may take the cores.
-    threads = reserve_cores()
-    return LocalWorker(settings.model, settings.device, settings.data_dir, settings.max_batch_size, threads=threads)
+    return LocalWorker.for_serving(settings)
 
 
 def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
     worker = worker or build_worker(settings)
-    services = Services(settings=settings, worker=worker)
-    services.metrics = Metrics(worker)
+    services = Services(settings=settings, worker=worker, metrics=Metrics(worker))
     router = Router(default_max_tokens=settings.default_max_tokens)
     # Validated here, before serving: a broken domain or policy file stops start-up with its location.
     classifier = Classifier.from_settings(settings)
@@ -88,17 +83,12 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
             await services.audit.start()
             stack.push_async_callback(services.audit.close)
             services.chat.audit = services.audit
-            loading = asyncio.create_task(_start_worker(worker))
-            stack.push_async_callback(worker.close)
-            stack.push_async_callback(_cancel, loading)
+            await stack.enter_async_context(_running(worker))
             yield
 
-    def on_app_init(config: AppConfig) -> AppConfig:
-        config.state.update({"services": services, "keyring": KeyRing(settings.api_keys)})
-        return config
-
-    return Litestar(
-        route_handlers=[
+    return _litestar(
+        services,
+        [
             ChatController,
             HealthController,
             ClassifyController,
@@ -106,15 +96,9 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
             AuditController,
             AdminPoliciesController,
         ],
-        dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        lifespan=[lifespan],
-        on_app_init=[on_app_init],
-        request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Stopgate", version=__version__, path="/schema", render_plugins=[SwaggerRenderPlugin()]
-        ),
-        debug=False,
+        lifespan,
+        OpenAPIConfig(title="Stopgate", version=__version__, path="/schema", render_plugins=[SwaggerRenderPlugin()]),
+        state=State({"keyring": KeyRing(settings.api_keys)}),  # for the API key guard
     )
 
 
@@ -122,41 +106,55 @@ def create_worker_app(settings: Settings, *, worker: LocalWorker | None = None) 
     """The model worker as its own OpenAI-compatible server (``stopgate worker``), for GPU hosts."""
     from gateway.http.worker_api import WorkerController
 
-    worker = worker or _local_worker(settings)
-    services = Services(settings=settings, worker=worker)
+    running = worker or LocalWorker.for_serving(settings)
+    return _litestar(
+        Services(settings=settings, worker=running),
+        [WorkerController],
+        lambda app: _running(running),
+        OpenAPIConfig(title="Stopgate worker", version=__version__, path="/schema"),
+    )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        loading = asyncio.create_task(_start_worker(worker))
-        try:
-            yield
-        finally:
-            await _cancel(loading)
-            await worker.close()
 
+def _litestar(
+    services: Services,
+    handlers: list[Any],
+    lifespan: Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]],
+    openapi: OpenAPIConfig,
+    **extra: Any,
+) -> Litestar:
+    """What both apps share: ``services`` injected into controllers, one error mapping, body limit."""
     return Litestar(
-        route_handlers=[WorkerController],
+        route_handlers=handlers,
         dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
-        request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Stopgate worker", version=__version__, path="/schema"),
+        request_max_body_size=services.settings.max_body_bytes,
+        openapi_config=openapi,
+        debug=False,
+        **extra,
     )
 
 
 def _start_local_redis(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
     """No STOPGATE_REDIS_URL: run our own Redis-compatible server under the data dir, stop it on exit."""
-    server = LocalRedis(settings.data_dir / "redis")
+    server = LocalRedis(settings.data_dir / SUBDIR)
     server.start()
     stack.callback(server.stop)
     log.info("local_redis_started", url=server.url)
     return server.url
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
+@contextlib.asynccontextmanager
+async def _running(worker: Worker) -> AsyncIterator[None]:
+    """Load the worker in the background (/healthz answers at once); on exit stop loading, then close it."""
+    loading = asyncio.create_task(_start_worker(worker))
+    try:
+        yield
+    finally:
+        loading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await loading
+        await worker.close()
 
 
 async def _start_worker(worker: Worker) -> None:

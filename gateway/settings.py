@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,26 +46,23 @@ class Settings:
     max_body_bytes: int = 1_000_000
     default_max_tokens: int = 512
     max_tokens_limit: int = 4096
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``STOPGATE_<FIELD>`` variables, then explicit overrides (CLI flags)."""
         env = os.environ if env is None else env
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name == "extra":
-                continue
-            raw = env.get(f"STOPGATE_{f.name.upper()}")
-            if raw is not None and raw != "":
-                values[f.name] = _coerce(f.name, f.type, raw)
+        for name, ftype in types.items():
+            raw = env.get(f"STOPGATE_{name.upper()}")
+            if raw:
+                values[name] = _coerce(name, ftype, raw)
         for name, value in overrides.items():
             if value is None:
                 continue
-            ftype = next((f.type for f in dataclasses.fields(cls) if f.name == name), None)
-            if ftype is None:
+            if name not in types:
                 raise ConfigError(f"unknown setting {name!r}")
-            values[name] = _coerce(name, ftype, value) if isinstance(value, str) else value
+            values[name] = _coerce(name, types[name], value) if isinstance(value, str) else value
         settings = cls(**values)
         settings.validate()
         return settings

@@ -26,13 +26,7 @@ DEFAULT_TEXT_CAP = 4096
 
 def utc_now_iso() -> str:
     """The current time as an ISO 8601 UTC string with milliseconds, e.g. ``2026-05-09T16:31:58.123Z``."""
-    return iso_utc(datetime.now(UTC))
-
-
-def iso_utc(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def cap_text(text: str, limit: int = DEFAULT_TEXT_CAP) -> str:

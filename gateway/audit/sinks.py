@@ -46,8 +46,9 @@ def item_from_line(line: bytes) -> Item:
     return _id_decoder.decode(line).request_id, line
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+def _write_lines(fd: int, items: Sequence[Item]) -> None:
+    """Append the items' lines with one write(2) (more only if the kernel takes part of it)."""
+    view = memoryview(b"".join(line + b"\n" for _, line in items))
     while view:
         view = view[os.write(fd, view) :]
 
@@ -71,7 +72,7 @@ class JsonLinesSink:
             return
         self._reopen_if_rotated()
         assert self._fd is not None
-        _write_all(self._fd, b"".join(line + b"\n" for _, line in items))
+        _write_lines(self._fd, items)
 
     def _reopen_if_rotated(self) -> None:
         # logrotate may have moved the file away: keep writing to the path, not the old inode.
@@ -184,7 +185,7 @@ class SpillStore:
         if not items:
             return
         path, fd, lines = self._current.get(kind) or self._new_segment(kind)
-        _write_all(fd, b"".join(line + b"\n" for _, line in items))
+        _write_lines(fd, items)
         lines += len(items)
         self.counts[kind] += len(items)
         self._current[kind] = (path, fd, lines)
@@ -213,9 +214,6 @@ class SpillStore:
         """Segment files of a kind, oldest first (including the one being written)."""
         return sorted(self.directory.glob(f"{kind}-*.jsonl"))
 
-    def has_backlog(self, kind: str) -> bool:
-        return self.counts[kind] > 0
-
     @contextlib.contextmanager
     def claim(self, path: Path) -> Iterator[list[bytes] | None]:
         """Lock a segment and yield its lines, or ``None`` when another process holds it or it is gone.
@@ -223,9 +221,10 @@ class SpillStore:
         The caller calls ``done(path, n)`` inside the block once every line is delivered; otherwise
         the segment stays for the next attempt (redelivery is harmless: the stream deduplicates).
         """
-        current = self._current.get(path.name.split("-", 1)[0])
+        kind = _kind(path)
+        current = self._current.get(kind)
         if current is not None and current[0] == path:
-            self.rotate(path.name.split("-", 1)[0])
+            self.rotate(kind)
         try:
             fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
@@ -251,7 +250,7 @@ class SpillStore:
         """A claimed segment is delivered: remove it (still under the claim's lock)."""
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        kind = path.name.split("-", 1)[0]
+        kind = _kind(path)
         self.counts[kind] = max(0, self.counts[kind] - records)
 
     def reset_count(self, kind: str) -> None:
@@ -262,6 +261,11 @@ class SpillStore:
     def close(self) -> None:
         for kind in list(self._current):
             self.rotate(kind)
+
+
+def _kind(segment: Path) -> str:
+    """A segment's kind, from its name ``<kind>-<time_ns>-<owner>-<seq>.jsonl``."""
+    return segment.name.split("-", 1)[0]
 
 
 def _count_orphan_lines(path: Path) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
@@ -22,6 +23,7 @@ import msgspec
 from gateway.audit.log import AuditLog
 from gateway.audit.record import AuditRecord, ShadowDecision, utc_now_iso
 from gateway.audit.sinks import DEFAULT_STREAM_KEY, RedisStreamSink
+from gateway.bench.server import local_redis
 from gateway.errors import ConfigError
 from gateway.redis_server import LocalRedis
 
@@ -54,20 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.outage and (args.redis_url or args.no_redis):
         raise ConfigError("--outage needs the bench's own Redis (no --redis-url, no --no-redis)")
-    with tempfile.TemporaryDirectory(prefix="stopgate-bench-audit-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="stopgate-bench-audit-") as tmp, contextlib.ExitStack() as stack:
         server = None
-        url: str | None = None
-        if not args.no_redis:
-            url = args.redis_url
-            if url is None:
-                server = LocalRedis(Path(tmp) / "redis")
-                server.start()
-                url = server.url
-        try:
-            result = asyncio.run(_bench(args, Path(tmp), url, server))
-        finally:
-            if server is not None:
-                server.stop()
+        url = None if args.no_redis else args.redis_url
+        if url is None and not args.no_redis:
+            server = stack.enter_context(local_redis(Path(tmp) / "redis"))
+            url = server.url
+        result = asyncio.run(_bench(args, Path(tmp), url, server))
     text = msgspec.json.format(msgspec.json.encode(result), indent=2).decode()
     print(text)
     if args.json_out:

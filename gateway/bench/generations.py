@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -164,9 +163,7 @@ async def generate(worker: IdWorker, prompt_ids: list[int], max_tokens: int) -> 
 async def probe_ids(worker: IdWorker, ids: list[int], max_tokens: int) -> ProbeResult:
     """The same side generation as ``LocalWorker.probe``: greedy, confidence = exp(mean logprob)."""
     gen = await generate(worker, ids, max_tokens)
-    lps = gen.logprobs
-    confidence = math.exp(sum(lps) / len(lps)) if lps else 0.0
-    return ProbeResult(gen.text, len(lps), confidence)
+    return ProbeResult.from_logprobs(gen.text, gen.logprobs)
 
 
 async def fill_full(
@@ -177,8 +174,11 @@ async def fill_full(
     *,
     concurrency: int,
     on_done: Callable[[], None] | None = None,
-) -> list[Generation]:
-    """Full generations for ``prompts`` (cached ones read back), generated ``concurrency`` at a time."""
+) -> tuple[list[Generation], int]:
+    """Full generations for ``prompts`` (cached ones read back), generated ``concurrency`` at a time.
+
+    Also returns how many were generated now, not read from the cache.
+    """
     results: list[Generation | None] = [cache.get_full(p, cap) for p in prompts]
     gate = asyncio.Semaphore(concurrency)
 
@@ -195,7 +195,7 @@ async def fill_full(
         for _ in range(len(prompts) - len(missing)):
             on_done()
     await asyncio.gather(*(one(i) for i in missing))
-    return [r for r in results if r is not None]
+    return [r for r in results if r is not None], len(missing)
 
 
 class ProbeAnswers:

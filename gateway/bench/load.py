@@ -17,12 +17,8 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-import math
-import os
 import random
 import secrets
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -34,9 +30,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from gateway.audit.query import percentile
+from gateway.bench.server import local_redis, serve
 from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.errors import ConfigError
-from gateway.redis_server import LocalRedis, free_port
 
 MAX_STREAMS = 512
 MAX_SECONDS = 3600
@@ -111,56 +108,19 @@ def _require_loopback(url: str) -> None:
 def _own_gateway(args: argparse.Namespace) -> Iterator[tuple[str, str, int]]:
     """``stopgate serve`` on a free loopback port with its own Redis and audit log; yields url, key, pid."""
     settings = settings_from_args(args)
-    port, key = free_port(), "bench-" + secrets.token_hex(8)
-    with tempfile.TemporaryDirectory(prefix="stopgate-load-") as tmp:
-        redis_server = LocalRedis(Path(tmp) / "redis")
-        redis_server.start()
+    key = "bench-" + secrets.token_hex(8)
+    with tempfile.TemporaryDirectory(prefix="stopgate-load-") as tmp, local_redis(Path(tmp) / "redis") as redis:
         env = {
-            **os.environ,
-            "STOPGATE_HOST": "127.0.0.1",
-            "STOPGATE_PORT": str(port),
-            "STOPGATE_REDIS_URL": redis_server.url,
+            "STOPGATE_REDIS_URL": redis.url,
             "STOPGATE_API_KEYS": key,
-            "STOPGATE_ADMIN_KEY": secrets.token_hex(8),
-            "STOPGATE_MODEL": settings.model,
-            "STOPGATE_DEVICE": settings.device,
-            "STOPGATE_DATA_DIR": str(settings.data_dir),
             "STOPGATE_AUDIT_LOG": str(Path(tmp) / "audit.jsonl"),
             "STOPGATE_MAX_BATCH_SIZE": str(settings.max_batch_size),
             # Room above the client count: a client may open its next stream a moment before the
             # server has released the previous one.
             "STOPGATE_MAX_CONCURRENT_STREAMS": str(args.streams * 2),
         }
-        url = f"http://127.0.0.1:{port}"
-        log_path = Path(tmp) / "gateway.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-            try:
-                _wait_ready(url, proc, log_path)
-                yield url, key, proc.pid
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
-                redis_server.stop()
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise ConfigError(f"the gateway exited at start with status {proc.returncode}:\n{tail}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    raise ConfigError(f"the gateway did not become ready within {timeout:.0f} s")
+        with serve(settings, Path(tmp) / "gateway.log", env) as gateway:
+            yield gateway.url, key, gateway.pid
 
 
 def rss_bytes(pid: int | None) -> int | None:
@@ -198,15 +158,6 @@ class Tally:
 def prompt(rng: random.Random) -> str:
     template = rng.choice(TEMPLATES)
     return template.format(a=rng.randint(2, 999), b=rng.randint(2, 99), n=rng.randint(2, 8))
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 async def _load(url: str, key: str | None, pid: int | None, args: argparse.Namespace) -> dict[str, Any]:

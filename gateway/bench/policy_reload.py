@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import secrets
 import statistics
@@ -19,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.bench.server import local_redis
 from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.policy.records import connect
 from gateway.policy.store import PolicyStore
-from gateway.redis_server import LocalRedis
 
 DOMAINS = ("factual", "math")
 _POLICIES = {
@@ -100,22 +101,13 @@ async def _measure(redis_url: str, policies_dir: Path, updates: int, lookups: in
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    with tempfile.TemporaryDirectory(prefix="stopgate-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="stopgate-bench-") as tmp, contextlib.ExitStack() as stack:
         policies_dir = Path(tmp) / "policies"
         policies_dir.mkdir()
         for name, text in _POLICIES.items():
             (policies_dir / f"{name}.yaml").write_text(text)
-        server = None
-        redis_url = settings.redis_url
-        if not redis_url:
-            server = LocalRedis(Path(tmp) / "redis")
-            server.start()
-            redis_url = server.url
-        try:
-            result = asyncio.run(_measure(redis_url, policies_dir, args.updates, args.lookups))
-        finally:
-            if server is not None:
-                server.stop()
+        redis_url = settings.redis_url or stack.enter_context(local_redis(Path(tmp) / "redis")).url
+        result = asyncio.run(_measure(redis_url, policies_dir, args.updates, args.lookups))
     prop, look = result["propagation_ms"], result["lookup_us"]
     if prop:
         print(

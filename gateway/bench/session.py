@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
@@ -46,12 +45,9 @@ class BenchSession:
 
     @classmethod
     async def open(cls, settings: Settings, *, concurrency: int = 32, show_progress: bool = True) -> BenchSession:
-        from gateway.worker.cores import reserve_cores
         from gateway.worker.local import LocalWorker
 
-        worker = LocalWorker(
-            settings.model, settings.device, settings.data_dir, max_batch=concurrency, threads=reserve_cores()
-        )
+        worker = LocalWorker.for_serving(settings, max_batch=concurrency)
         await worker.start()
         cache = GenerationCache(settings.data_dir, model_key(settings.model, settings.device))
         return cls(worker, cache, concurrency, show_progress)
@@ -65,12 +61,11 @@ class BenchSession:
 
     async def full(self, rows: Sequence[Row], cap: int = FULL_CAP) -> list[Generation]:
         prompts = [self.prompt_ids(r) for r in rows]
-        cached = sum(self.cache.get_full(p, cap) is not None for p in prompts)
-        self.generated_now = len(rows) - cached
         with progress(len(rows), "full inference", self.show_progress) as bar:
-            return await fill_full(
+            gens, self.generated_now = await fill_full(
                 self.worker, self.cache, prompts, cap, concurrency=self.concurrency, on_done=lambda: bar.update(1)
             )
+        return gens
 
     async def apply(
         self, policies: Sequence[Policy], gens: Sequence[Generation], cap: int = FULL_CAP, desc: str = "policy run"
@@ -86,8 +81,8 @@ class BenchSession:
             return await asyncio.gather(*(one(p, g) for p, g in zip(policies, gens, strict=True)))
 
 
-def route_rows(rows: Sequence[Row], settings: Settings) -> tuple[list[str], list[float], tuple[str, ...]]:
-    """The domain the gateway's classifier picks for each row (and its confidence), plus all names."""
+def route_rows(rows: Sequence[Row], settings: Settings) -> tuple[list[str], tuple[str, ...]]:
+    """The domain the gateway's classifier picks for each row, plus all domain names."""
     from gateway.classify import Classifier
     from gateway.worker.cores import reserve_cores
 
@@ -100,18 +95,12 @@ def route_rows(rows: Sequence[Row], settings: Settings) -> tuple[list[str], list
         names = tuple(classifier.domains.names)
     finally:
         classifier.close()
-    return [c.domain for c in found], [float(c.confidence) for c in found], names
+    return [c.domain for c in found], names
 
 
 def policy_for(policies: Mapping[str, Policy], domain: str) -> Policy:
     """The policy the gateway applies to ``domain``: its own, else the default."""
     return policies.get(domain) or policies[DEFAULT_DOMAIN]
-
-
-def load_policies(policies_dir: Path, domains: Sequence[str]) -> dict[str, Policy]:
-    from gateway.policy.loader import load_policies_dir
-
-    return load_policies_dir(policies_dir, domains)
 
 
 def routing_accuracy(rows: Sequence[Row], routed: Sequence[str]) -> dict[str, float]:

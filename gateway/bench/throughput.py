@@ -16,11 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,8 +25,9 @@ from typing import Any
 
 import httpx
 
+from gateway.bench.server import serve
 from gateway.cli.common import add_settings_flags, settings_from_args
-from gateway.redis_server import free_port
+from gateway.settings import Settings
 
 PROMPT = "Write a long story about a dragon who learns to fly."
 TTFT_SAMPLES = 9
@@ -48,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     direct = DirectModel(settings.model, settings.device, settings.data_dir)
     figures: dict[str, float] = {"direct_tok_s": direct.rate(args.tokens, args.repeats)}
-    figures.update(_through_gateway(settings.model, settings.device, settings.data_dir, args, direct))
+    figures.update(_through_gateway(settings, args, direct))
     figures["single_vs_direct"] = figures["gateway_single_tok_s"] / figures["direct_tok_s"]
     figures["aggregate_vs_single"] = figures["gateway_aggregate_tok_s"] / figures["gateway_single_tok_s"]
     figures["ttft_overhead_ms"] = figures["gateway_ttft_p50_ms"] - figures["direct_ttft_p50_ms"]
@@ -96,66 +93,50 @@ class DirectModel:
         return (time.perf_counter() - t) * 1000
 
 
-def _through_gateway(
-    model: str, device: str, data_dir: Path, args: argparse.Namespace, direct: DirectModel
-) -> dict[str, float]:
-    port, admin = free_port(), secrets.token_hex(8)
-    env = {
-        **os.environ,
-        "STOPGATE_PORT": str(port),
-        "STOPGATE_ADMIN_KEY": admin,
-        "STOPGATE_MODEL": model,
-        "STOPGATE_DEVICE": device,
-        "STOPGATE_DATA_DIR": str(data_dir),
-        "STOPGATE_MAX_CONCURRENT_STREAMS": str(max(64, args.streams * 2)),
-    }
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.NamedTemporaryFile(prefix="stopgate-bench-", suffix=".log") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            _wait_ready(url, proc)
-            headers = {"x-stopgate-admin-key": admin, "x-stopgate-policy": "off"}
-            client = httpx.Client(timeout=600)
-            mid = client.get(url + "/v1/models").json()["data"][0]["id"]
-            body = {
-                "model": mid,
-                "max_tokens": args.tokens,
-                "temperature": 0,
-                "messages": [{"role": "user", "content": PROMPT}],
-            }
-            _stream(client, url, body, headers)  # warm-up
-            singles = [_stream(client, url, body, headers) for _ in range(args.repeats)]
-            # TTFT: direct and gateway alternate, so a slow spell of a shared machine hits both alike.
-            direct_ttfts, ttfts = [], []
-            for _ in range(TTFT_SAMPLES):
-                direct_ttfts.append(direct.ttft_ms())
-                ttfts.append(_stream(client, url, {**body, "max_tokens": 2}, headers)["ttft_ms"])
-            clients = [httpx.Client(timeout=600) for _ in range(args.streams)]
-            for c in clients:
-                c.get(url + "/healthz")  # open the connection before the clock starts
-            results: list[dict[str, Any]] = []
-            lock = threading.Lock()
+def _through_gateway(settings: Settings, args: argparse.Namespace, direct: DirectModel) -> dict[str, float]:
+    env = {"STOPGATE_MAX_CONCURRENT_STREAMS": str(max(64, args.streams * 2))}
+    with (
+        tempfile.TemporaryDirectory(prefix="stopgate-bench-") as tmp,
+        serve(settings, Path(tmp) / "gateway.log", env) as gateway,
+    ):
+        url = gateway.url
+        headers = {"x-stopgate-admin-key": gateway.admin_key, "x-stopgate-policy": "off"}
+        client = httpx.Client(timeout=600)
+        mid = client.get(url + "/v1/models").json()["data"][0]["id"]
+        body = {
+            "model": mid,
+            "max_tokens": args.tokens,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
+        _stream(client, url, body, headers)  # warm-up
+        singles = [_stream(client, url, body, headers) for _ in range(args.repeats)]
+        # TTFT: direct and gateway alternate, so a slow spell of a shared machine hits both alike.
+        direct_ttfts, ttfts = [], []
+        for _ in range(TTFT_SAMPLES):
+            direct_ttfts.append(direct.ttft_ms())
+            ttfts.append(_stream(client, url, {**body, "max_tokens": 2}, headers)["ttft_ms"])
+        clients = [httpx.Client(timeout=600) for _ in range(args.streams)]
+        for c in clients:
+            c.get(url + "/healthz")  # open the connection before the clock starts
+        results: list[dict[str, Any]] = []
+        lock = threading.Lock()
 
-            def one(i: int) -> None:
-                b = {**body, "messages": [{"role": "user", "content": f"{PROMPT} Story #{i}."}]}
-                r = _stream(clients[i], url, b, headers)
-                with lock:
-                    results.append(r)
+        def one(i: int) -> None:
+            b = {**body, "messages": [{"role": "user", "content": f"{PROMPT} Story #{i}."}]}
+            r = _stream(clients[i], url, b, headers)
+            with lock:
+                results.append(r)
 
-            t = time.perf_counter()
-            threads = [threading.Thread(target=one, args=(i,)) for i in range(args.streams)]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-            wall = time.perf_counter() - t
-            for c in (client, *clients):
-                c.close()
-        finally:
-            proc.terminate()
-            proc.wait(30)
+        t = time.perf_counter()
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(args.streams)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        wall = time.perf_counter() - t
+        for c in (client, *clients):
+            c.close()
     return {
         "direct_ttft_p50_ms": statistics.median(direct_ttfts),
         "gateway_single_tok_s": max(r["rate"] for r in singles),
@@ -163,20 +144,6 @@ def _through_gateway(
         "gateway_aggregate_tok_s": sum(r["tokens"] for r in results) / wall,
         "gateway_ttft_p50_ms": statistics.median(ttfts),
     }
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the gateway exited early with status {proc.returncode}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit("the gateway did not become ready")
 
 
 def _stream(client: httpx.Client, url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:

@@ -32,11 +32,12 @@ from gateway.bench.metrics import Item
 from gateway.bench.replay import PolicyOutput
 from gateway.bench.report import build_report, markdown, overall, plot
 from gateway.bench.report import per_domain as per_domain_figures
-from gateway.bench.session import FULL_CAP, BenchSession, load_policies, policy_for, route_rows, routing_accuracy
+from gateway.bench.session import FULL_CAP, BenchSession, policy_for, route_rows, routing_accuracy
 from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.errors import RequestError
+from gateway.policy.loader import load_policies_dir
 from gateway.policy.rules import Probe
-from gateway.policy.schema import Policy
+from gateway.policy.schema import DEFAULT_DOMAIN, Policy
 
 PROBE_ONLY = Probe(every=32, suffix="\nFinal answer:", max_tokens=12, agree=2, min_confidence=0.5, answer="text")
 """The single global setting of the probe-only baseline (Dynasor-CoT style: probe every 32 tokens, stop
@@ -84,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
 async def measure(args: argparse.Namespace, settings: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     started = time.perf_counter()
     rows = load_rows(args.data, args.limit_per_domain)
-    routed, _conf, names = route_rows(rows, settings)
-    policies = load_policies(settings.policies_dir, names)
+    routed, names = route_rows(rows, settings)
+    policies = load_policies_dir(settings.policies_dir, names)
     session = await BenchSession.open(settings, concurrency=args.concurrency, show_progress=not args.quiet)
     try:
         t0 = time.perf_counter()
@@ -156,8 +157,13 @@ def probe_baseline(
     probe_items: list[Item], policy_items: list[Item], probe_tokens: int, per_domain: int
 ) -> dict[str, Any]:
     """The probe-only figures on its sample, with the per-domain policies' figures on the same rows."""
+    policy = probe_only_policy(DEFAULT_DOMAIN)
     return {
-        "policy": {"max_tokens": FULL_CAP, "min_tokens": 16, "rules": [{"probe": msgspec.to_builtins(PROBE_ONLY)}]},
+        "policy": {
+            "max_tokens": policy.max_tokens,
+            "min_tokens": policy.min_tokens,
+            "rules": [{"probe": msgspec.to_builtins(PROBE_ONLY)}],
+        },
         "sample": "every row" if per_domain < 0 else f"first {per_domain} rows of each domain",
         **overall(probe_items),
         "probe_tokens": probe_tokens,

@@ -38,11 +38,9 @@ from gateway.classify.embedder import (
     MAX_CHARS,
     Embedder,
     Vectors,
-    default_threads,
-    pin_intra_op_threads,
-    restore_default_threads,
 )
 from gateway.errors import DefinitionError, Problem
+from gateway.worker.cores import current_threads, pin_threads
 
 if TYPE_CHECKING:
     import torch
@@ -189,9 +187,9 @@ class Classifier:
         self._model = self._build(domains)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
         if threads is not None:
-            process_default = default_threads()
-            self._executor.submit(pin_intra_op_threads, threads).result()
-            restore_default_threads(process_default)
+            process_default = current_threads()
+            self._executor.submit(pin_threads, threads).result()
+            pin_threads(process_default)
         self._batcher: MicroBatcher[Query, Classification] = MicroBatcher(
             self.classify_many, self._executor, max_batch=max_batch
         )
@@ -239,7 +237,7 @@ class Classifier:
 
     def thread_count(self) -> int:
         """The intra-op threads the classification thread runs with."""
-        return self._executor.submit(default_threads).result()
+        return self._executor.submit(current_threads).result()
 
     def classify(self, query: Query) -> Classification:
         """Classify on the classification thread (with its thread setting); blocks the caller."""

@@ -35,7 +35,7 @@ class DomainDefinition(msgspec.Struct, forbid_unknown_fields=True, frozen=True, 
     keywords: tuple[Text, ...] = ()
 
     def digest(self) -> str:
-        """A content hash: equal definitions share embeddings in the cache."""
+        """A content hash of the definition (``DomainSet.digest`` combines them)."""
         return hashlib.sha256(msgspec.json.encode(self)).hexdigest()
 
 
@@ -49,9 +49,6 @@ class DomainSet:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.domains)
-
-    def get(self, name: str) -> DomainDefinition | None:
-        return next((d for d in self.domains if d.name == name), None)
 
     def digest(self) -> str:
         h = hashlib.sha256()

@@ -116,33 +116,6 @@ class Embedder:
             return torch.nn.functional.normalize(pooled, dim=-1)
 
 
-def pin_intra_op_threads(threads: int) -> None:
-    """Give the calling thread ``threads`` intra-op threads without changing other threads' count.
-
-    With torch's OpenMP backend the count is per OS thread, taken from the process default the
-    first time a thread runs an op. ``torch.set_num_threads`` sets this thread's count and the
-    process default, so the caller restores the default from its own thread afterwards
-    (``restore_default_threads``). On other backends the count is process-wide and this only
-    leaves it as it was.
-    """
-    import torch
-
-    torch.get_num_threads()  # run this thread's one-time initialisation first, so ours sticks
-    torch.set_num_threads(threads)
-
-
-def default_threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads())
-
-
-def restore_default_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def _resolve_precision(precision: Precision) -> str:
     """``auto``: bfloat16 where the CPU has native bf16 (AVX512-BF16 or AMX) — about 1.5x faster
     per query than float32 with cosine >= 0.996 to the float32 embedding — else float32."""

@@ -7,7 +7,6 @@ stream (Litestar cancels the response task), and the run is closed from ``finall
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,12 +16,12 @@ from litestar.response import Stream
 
 from gateway.errors import ModelNotFound, StopgateError
 from gateway.http.auth import AdminGate
-from gateway.http.errors import describe, error_body
+from gateway.http.errors import describe, internal_error
 from gateway.http.guards import api_key_guard
-from gateway.http.protocol import ChatCompletionRequest, chunk, parse_chat_request, usage
+from gateway.http.protocol import ChatCompletionRequest, chunk, parse_chat_request, usage, usage_chunk
 from gateway.http.sse import DONE, frame, with_keepalive
 from gateway.services import Services
-from gateway.serving.chat import ChatCall, ChatRun
+from gateway.serving.chat import ChatCall, ChatRun, new_request_id
 from gateway.worker.protocol import ChatMessage
 
 log = structlog.get_logger(__name__)
@@ -43,7 +42,7 @@ class ChatController(Controller):
 
     @post("/chat/completions", summary="OpenAI-compatible chat completion (stream or not)", status_code=200)
     async def chat_completions(self, request: Request[Any, Any, Any], services: Services) -> Response[Any]:
-        request_id = "chatcmpl-" + uuid.uuid4().hex[:24]
+        request_id = new_request_id()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             req, unknown = parse_chat_request(await request.body())
@@ -106,16 +105,7 @@ async def _sse(run: ChatRun, model: str, include_usage: bool) -> AsyncIterator[b
             yield frame(chunk(rid, created, model, {"content": text}))
         yield frame(chunk(rid, created, model, {}, run.finish_reason, run.stopgate_info()))
         if include_usage:
-            yield frame(
-                {
-                    "id": rid,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": usage(run.prompt_tokens, run.completion_tokens),
-                }
-            )
+            yield frame(usage_chunk(rid, created, model, run.prompt_tokens, run.completion_tokens))
         yield DONE
         disconnected = False
     except StopgateError as exc:
@@ -125,7 +115,7 @@ async def _sse(run: ChatRun, model: str, include_usage: bool) -> AsyncIterator[b
     except Exception as exc:
         error, disconnected = exc, False
         log.exception("stream_failed")
-        yield frame(error_body("internal error while streaming", "server_error", "internal_error"))
+        yield frame(internal_error("internal error while streaming"))
         yield DONE
     finally:
         run.close(client_disconnected=disconnected, error=error)

@@ -56,6 +56,12 @@ def error_body(
     return {"error": {"message": message, "type": etype, "param": param, "code": code}}
 
 
+def internal_error(message: str = "internal error") -> dict[str, Any]:
+    """The body for a failure that is not a ``StopgateError`` (a bug): no details, the base class's row."""
+    _, etype, code = ERROR_MAP[e.StopgateError]
+    return error_body(message, etype, code)
+
+
 def stopgate_error_handler(_: Request[Any, Any, Any], exc: e.StopgateError) -> Response[Any]:
     status, body = describe(exc)
     headers = {"retry-after": str(exc.retry_after)} if isinstance(exc, e.RateLimited) else None
@@ -86,7 +92,7 @@ def decode_error_handler(_: Request[Any, Any, Any], exc: msgspec.ValidationError
 def internal_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     # A bug, not a client error: log it with its traceback (no locals), answer without details.
     log.error("unhandled_error", exc_info=exc)
-    return Response(content=error_body("internal error", "server_error", "internal_error"), status_code=500)
+    return Response(content=internal_error(), status_code=ERROR_MAP[e.StopgateError][0])
 
 
 EXCEPTION_HANDLERS = {

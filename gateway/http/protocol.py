@@ -61,7 +61,7 @@ class ChatCompletionRequest(msgspec.Struct, frozen=True, kw_only=True):
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
-KNOWN_FIELDS = frozenset(f for f in ChatCompletionRequest.__struct_fields__)
+KNOWN_FIELDS = frozenset(ChatCompletionRequest.__struct_fields__)
 
 
 def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, list[str]]:
@@ -140,4 +140,16 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def usage_chunk(rid: str, created: int, model: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """The last chunk of a stream with ``stream_options.include_usage``: no choices, the usage."""
+    return {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage(prompt_tokens, completion_tokens),
     }

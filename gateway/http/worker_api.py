@@ -15,17 +15,20 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
+import structlog
 from litestar import Controller, Request, Response, get, post
 from litestar.params import Dependency
 from litestar.response import Stream
 
 from gateway.errors import ModelNotFound, RequestError, StopgateError
-from gateway.http.errors import describe
-from gateway.http.protocol import WireMessage
+from gateway.http.errors import describe, internal_error
+from gateway.http.protocol import WireMessage, usage, usage_chunk
 from gateway.http.sse import DONE, frame
 from gateway.services import Services
 from gateway.worker.local import LocalWorker
 from gateway.worker.protocol import ChatMessage, SamplingParams, TokenEvent
+
+log = structlog.get_logger(__name__)
 
 Svc = Annotated[Services, Dependency(skip_validation=True)]
 
@@ -51,14 +54,17 @@ class WorkerRequest(msgspec.Struct, frozen=True, kw_only=True):
     return_tokens_as_token_ids: bool = False
     stream_options: dict[str, Any] | None = None
 
+    @property
+    def budget(self) -> int:
+        return self.max_completion_tokens or self.max_tokens or 256
+
 
 def _parse(body: bytes) -> WorkerRequest:
     try:
         req = msgspec.json.decode(body, type=WorkerRequest)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise RequestError(f"Invalid request: {exc}") from exc
-    budget = req.max_completion_tokens or req.max_tokens or 256
-    if budget < 1 or not 0.0 <= req.temperature <= 2.0 or not 0.0 < req.top_p <= 1.0:
+    if req.budget < 1 or not 0.0 <= req.temperature <= 2.0 or not 0.0 < req.top_p <= 1.0:
         raise RequestError("max_tokens must be >= 1, temperature in [0, 2], top_p in (0, 1].")
     return req
 
@@ -112,7 +118,7 @@ async def _serve(services: Services, req: WorkerRequest, ids: list[int], *, chat
     if req.model != worker.model_id:
         raise ModelNotFound(f"The model '{req.model}' does not exist.", param="model")
     params = SamplingParams(
-        max_tokens=req.max_completion_tokens or req.max_tokens or 256,
+        max_tokens=req.budget,
         temperature=req.temperature,
         top_p=req.top_p,
         seed=req.seed,
@@ -121,8 +127,8 @@ async def _serve(services: Services, req: WorkerRequest, ids: list[int], *, chat
     rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
     shape = _Shape(rid, req.model, chat, bool(req.logprobs), req.return_tokens_as_token_ids)
     if req.stream:
-        usage = bool(req.stream_options and req.stream_options.get("include_usage"))
-        return Stream(_sse(stream, shape, usage), media_type="text/event-stream")
+        include_usage = bool(req.stream_options and req.stream_options.get("include_usage"))
+        return Stream(_sse(stream, shape, include_usage), media_type="text/event-stream")
     events: list[TokenEvent] = []
     try:
         async for event in stream:
@@ -185,16 +191,12 @@ class _Shape:
             "created": self.created,
             "model": self.model,
             "choices": [self._choice(events, _openai_finish(finish), True)],
-            "usage": _usage(prompt_tokens, len(events)),
+            "usage": usage(prompt_tokens, len(events)),
         }
 
 
 def _openai_finish(reason: str | None) -> str:
     return "length" if reason == "length" else "stop"
-
-
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 async def _sse(stream: Any, shape: _Shape, include_usage: bool) -> AsyncIterator[bytes]:
@@ -205,19 +207,14 @@ async def _sse(stream: Any, shape: _Shape, include_usage: bool) -> AsyncIterator
             yield frame(shape.piece([event]))
         yield frame(shape.piece([], _openai_finish(stream.finish_reason)))
         if include_usage:
-            yield frame(
-                {
-                    "id": shape.rid,
-                    "object": "chat.completion.chunk",
-                    "created": shape.created,
-                    "model": shape.model,
-                    "choices": [],
-                    "usage": _usage(stream.prompt_tokens, count),
-                }
-            )
+            yield frame(usage_chunk(shape.rid, shape.created, shape.model, stream.prompt_tokens, count))
         yield DONE
     except StopgateError as exc:
         yield frame(describe(exc)[1])
+        yield DONE
+    except Exception:  # after the first byte, any failure is one error frame, as on the gateway's stream
+        log.exception("stream_failed")
+        yield frame(internal_error("internal error while streaming"))
         yield DONE
     finally:
         stream.cancel()  # a disconnect lands here too: the row leaves the batch next step

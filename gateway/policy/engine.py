@@ -105,14 +105,15 @@ class PolicyEngine:
         self._shadow = shadow
         active = list(rules) if enforce_rules else []
         self._load = [r for r in active if isinstance(r, LoadBudget)]
-        built = (build_evaluator(r, max_tokens) for r in active)
-        self._evals: list[Evaluator] = [e for e in built if e is not None]
-        self._probes = [e for e in self._evals if isinstance(e, ProbeEval)]
+        built = [e for e in (build_evaluator(r, max_tokens) for r in active) if e is not None]
+        # Probes decide on answers (``feed_probe``), not tokens: only the others are stepped per token.
+        self._evals: list[Evaluator] = [e for e in built if not isinstance(e, ProbeEval)]
+        self._probes = [e for e in built if isinstance(e, ProbeEval)]
         window = max((r.window for r in active if isinstance(r, AnswerPattern)), default=0)
         self._text = TextTracker(tail_chars=window + 8 if window else 0)
         self._step = Step()
         self._tokens = 0
-        self._rules_live = bool(self._evals)  # False once a shadow policy has recorded its hit
+        self._rules_live = bool(built)  # False once a shadow policy has recorded its hit
         self._pending: tuple[ProbeEval, ProbeRequest] | None = None
         self._probes_asked = 0
         self._final: StopDecision | None = None
@@ -131,18 +132,9 @@ class PolicyEngine:
         )
 
     @property
-    def max_tokens(self) -> int:
-        """The hard budget this request runs under (give the worker the same number)."""
-        return self._max_tokens
-
-    @property
     def tokens(self) -> int:
         """Tokens of output so far (a token cut with ``include_token=False`` not counted)."""
         return self._tokens
-
-    @property
-    def stopped(self) -> StopDecision | None:
-        return self._final
 
     @property
     def shadow_hit(self) -> ShadowHit | None:
@@ -168,11 +160,10 @@ class PolicyEngine:
             self._pending[0].dropped()
             self._pending = None
         step = self._step
-        if self._evals:
-            self._text.advance(step, event.text)
-        step.token_id, step.logprob, step.entropy = event.token_id, event.logprob, event.entropy
         before, after = self._tokens, self._tokens + 1
-        if self._rules_live:
+        if self._rules_live:  # only the rules read the step (none after a shadow policy's hit)
+            self._text.advance(step, event.text)
+            step.token_id, step.logprob, step.entropy = event.token_id, event.logprob, event.entropy
             decision = self._evaluate(step, before, after)
             if decision is not None:
                 return decision

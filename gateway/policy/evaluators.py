@@ -37,6 +37,9 @@ class Evaluator:
 
 
 def _at(s: Step, flag: int) -> int:
+    """The cuts that fall on a ``flag`` boundary; with no flag (``at: token``), both cuts."""
+    if not flag:
+        return BEFORE | AFTER
     return (BEFORE if s.before & flag else 0) | (AFTER if s.after & flag else 0)
 
 
@@ -60,7 +63,7 @@ class AnswerPatternEval(Evaluator):
                 return 0
             self._armed = True
             self._match_end = tracker.tail_start + m.end()
-        cuts = _at(s, self._flag) if self._flag else BEFORE | AFTER
+        cuts = _at(s, self._flag)
         if self._match_end > s.start:
             cuts &= ~BEFORE  # the match ends inside this token: keep it
         return cuts
@@ -109,7 +112,7 @@ class RepetitionEval(Evaluator):
 
     def step(self, s: Step, tracker: TextTracker) -> int:
         if self._armed:
-            return _at(s, self._flag) if self._flag else BEFORE | AFTER
+            return _at(s, self._flag)
         self._last.append(s.token_id)
         if len(self._last) < self._n:
             return 0
@@ -127,7 +130,7 @@ class RepetitionEval(Evaluator):
                     del self._counts[old]
         if seen > self._max:
             self._armed = True
-            return _at(s, self._flag) if self._flag else BEFORE | AFTER
+            return _at(s, self._flag)
         return 0
 
 
@@ -152,7 +155,7 @@ class LoopEval(Evaluator):
 
     def step(self, s: Step, tracker: TextTracker) -> int:
         if self._armed and not self._align:
-            return _at(s, self._flag) if self._flag else BEFORE | AFTER
+            return _at(s, self._flag)
         toks = self._tokens
         t = len(toks)
         toks.append(s.token_id)
@@ -178,7 +181,7 @@ class LoopEval(Evaluator):
             return 0
         if self._align:
             return AFTER if (self._budget - (t + 1)) % self._period == 0 else 0
-        return _at(s, self._flag) if self._flag else BEFORE | AFTER
+        return _at(s, self._flag)
 
 
 class ConfidenceEval(Evaluator):
@@ -210,12 +213,16 @@ class ConfidenceEval(Evaluator):
             self._armed = low or high
             if not self._armed:
                 return 0
-        return _at(s, self._flag) if self._flag else BEFORE | AFTER
+        return _at(s, self._flag)
 
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 _PUNCT = re.compile(r"[^\w\s]")
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
 
 
 def normalise_answer(text: str, mode: str) -> str:
@@ -228,8 +235,7 @@ def normalise_answer(text: str, mode: str) -> str:
             return repr(float(m.group().replace(",", "")))
         except ValueError:
             return ""
-    line = next((ln for ln in text.splitlines() if ln.strip()), "")
-    return " ".join(_ARTICLES.sub(" ", _PUNCT.sub(" ", line.lower())).split())[:100]
+    return " ".join(_ARTICLES.sub(" ", _PUNCT.sub(" ", _first_line(text).lower())).split())[:100]
 
 
 class ProbeEval(Evaluator):
@@ -262,8 +268,7 @@ class ProbeEval(Evaluator):
         self._answer = norm
         if self._streak < self.spec.agree:
             return False
-        line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-        self.agreed_text = f"{self.spec.suffix.rstrip(' ')} {line}" if self.spec.append else ""
+        self.agreed_text = f"{self.spec.suffix.rstrip(' ')} {_first_line(text)}" if self.spec.append else ""
         return True
 
 

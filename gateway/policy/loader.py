@@ -161,17 +161,13 @@ def _check_keys(
     required: Collection[str],
     path: PathKey,
     out: _Problems,
-) -> bool:
-    ok = True
+) -> None:
     for key in value:
         if key not in allowed:
             out.add((*path, str(key)), f"unknown key {str(key)!r}; allowed keys: {', '.join(allowed)}")
-            ok = False
     for key in required:
         if key not in value:
             out.add((*path, key), "missing required key")
-            ok = False
-    return ok
 
 
 def decode_struct(value: Any, cls: type[msgspec.Struct], path: PathKey, out: _Problems) -> Any:

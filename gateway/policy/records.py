@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.errors import RequestError
-from gateway.policy.schema import FIELD_NAMES, Policy, canonical_json
+from gateway.policy.schema import FIELD_NAMES, Policy, canonical_json, document_hash
 
 HISTORY_KEEP = 50
 DEFAULT_PREFIX = "stopgate:policy"
@@ -110,7 +110,7 @@ class PolicyRecords:
         """Store ``policy`` as its domain's next version; ``None`` if ``only_if_absent`` and one exists."""
         document = policy.to_document()
         del document["version"]
-        body, digest, ts = canonical_json(document), policy.content_hash(), time.time()
+        body, digest, ts = canonical_json(document), document_hash(document), time.time()
         version = await self._write(
             keys=self._keys(policy.domain),
             args=[
@@ -145,28 +145,13 @@ class PolicyRecords:
     async def history(self, domain: str) -> list[PolicyVersion]:
         """Newest first, up to ``HISTORY_KEEP`` versions."""
         entries = await self.client.lrange(self._keys(domain)[2], 0, -1)
-        out = []
-        for raw in entries:
-            e = json.loads(raw)
-            out.append(
-                PolicyVersion(
-                    domain,
-                    int(e["version"]),
-                    e["hash"],
-                    float(e["ts"]),
-                    e["source"],
-                    json.loads(e["document"]),
-                )
-            )
-        return out
+        return [_version(domain, json.loads(raw)) for raw in entries]
 
 
 def _record(domain: str, row: Mapping[Any, Any]) -> PolicyVersion:
-    return PolicyVersion(
-        domain,
-        int(row[b"version"]),
-        row[b"hash"].decode(),
-        float(row[b"ts"]),
-        row[b"source"].decode(),
-        json.loads(row[b"document"]),
-    )
+    """An ``active`` hash as Redis returns it (bytes keys and values)."""
+    return _version(domain, {k.decode(): v.decode() for k, v in row.items()})
+
+
+def _version(domain: str, e: Mapping[str, Any]) -> PolicyVersion:
+    return PolicyVersion(domain, int(e["version"]), e["hash"], float(e["ts"]), e["source"], json.loads(e["document"]))

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from gateway.audit.record import AuditDraft, Overrides, ShadowDecision
-from gateway.errors import RateLimited, UnknownDomain
+from gateway.errors import RateLimited
 from gateway.serving.enforcement import Enforcer
 from gateway.serving.routing import Route, Router
 from gateway.serving.sampling import answers_agree, is_sampled
@@ -26,6 +26,10 @@ from gateway.serving.stop_strings import StopStringMatcher
 from gateway.worker.protocol import ChatMessage, SamplingParams, TokenStream, Worker
 
 log = structlog.get_logger(__name__)
+
+
+def new_request_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class ChatCall:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     api_key_id: str | None = None
-    request_id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex[:24])
+    request_id: str = field(default_factory=new_request_id)
     # Operator overrides: honoured only when ``admin`` (the edge checked the admin key).
     admin: bool = False
     force_domain: str | None = None
@@ -64,13 +68,10 @@ class ChatRun:
         self.stream = stream
         self.enforcer = enforcer
         self.draft = draft
-        self.started = draft.started
         self.request_id = call.request_id
         self.created = int(time.time())
         self.completion_tokens = 0
         self.finish_reason: str | None = None
-        self.first_token_at: float | None = None
-        self.error: BaseException | None = None
         self._matcher = StopStringMatcher(call.stop)
         policy = route.policy
         self._sampled = policy is not None and is_sampled(call.request_id, policy.sample_full_rate)
@@ -96,9 +97,7 @@ class ChatRun:
         """Text to send, token by token; the policy decides after each token whether to go on."""
         async for event in self.stream:
             self.completion_tokens += 1
-            if self.first_token_at is None:
-                self.first_token_at = time.perf_counter()
-                self.draft.first_token_at = self.first_token_at
+            self.draft.first_token()
             decision = await self.enforcer.after_token(event, self.stream)
             if not decision.include_token:
                 self.completion_tokens -= 1  # the cut falls before this token: it is never sent
@@ -145,7 +144,6 @@ class ChatRun:
         if self._closed:
             return
         self._closed = True
-        self.error = error
         if self._continue_after_stop and not client_disconnected and error is None:
             task = asyncio.get_running_loop().create_task(self._finish_sample())
             self.service.background.add(task)
@@ -250,10 +248,11 @@ class ChatService:
 
     def release(self, run: ChatRun, *, client_disconnected: bool) -> None:
         self.active_streams -= 1
-        now = time.perf_counter()
-        ttft_ms = (run.first_token_at - run.started) * 1000 if run.first_token_at else None
+        record = run.draft.finish()
         if self.metrics is not None:
-            self.metrics.stream_closed(run, ttft_ms)
+            self.metrics.stream_closed(run, record.ttft_ms)
+            if client_disconnected:
+                self.metrics.disconnected()
         log.info(
             "chat_completed",
             domain=run.route.domain,
@@ -262,12 +261,13 @@ class ChatService:
             finish_reason=run.finish_reason,
             completion_tokens=run.completion_tokens,
             client_disconnected=client_disconnected,
-            ttft_ms=ttft_ms,
-            duration_ms=round((now - run.started) * 1000, 1),
+            ttft_ms=record.ttft_ms,
+            duration_ms=record.duration_ms,
         )
         if self.ratelimit is not None and run.call.api_key_id:
             self.ratelimit.submit_tokens(run.call.api_key_id, run.prompt_tokens + run.completion_tokens)
-        self.submit_audit(run.draft)
+        if self.audit is not None:
+            self.audit.submit(record)
 
     def reject(self, call_id: str, api_key_id: str | None, exc: BaseException) -> None:
         """Audit a request the edge refused before it reached ``open`` (e.g. a malformed body)."""
@@ -278,7 +278,3 @@ class ChatService:
     def submit_audit(self, draft: AuditDraft) -> None:
         if self.audit is not None:
             self.audit.submit(draft.finish())
-
-    def check_domain(self, name: str) -> None:
-        if name not in self.router.domain_names:
-            raise UnknownDomain(f"Unknown domain {name!r}.", param="x-stopgate-domain")

@@ -7,7 +7,7 @@ lookup, no Redis round trip, pinned for the whole request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import UnknownDomain
@@ -26,7 +26,6 @@ class Route:
     policy_version: int
     policy_hash: str
     policy: Any = None  # gateway.policy.schema.Policy, or None when no policy applies
-    overrides: dict[str, Any] = field(default_factory=dict)
     default_max_tokens: int = 512
 
     def budget(self, client_max_tokens: int | None) -> int:
@@ -48,11 +47,6 @@ class Router:
         return frozenset(self.classifier.domains.names)
 
     async def route(self, call: ChatCall) -> Route:
-        overrides: dict[str, Any] = {}
-        if call.force_domain is not None:
-            overrides["domain"] = {"requested": call.force_domain, "honoured": call.admin}
-        if call.policy_off:
-            overrides["policy_off"] = {"requested": True, "honoured": call.admin}
         if call.admin and call.force_domain is not None:
             if call.force_domain not in self.domain_names:
                 raise UnknownDomain(f"Unknown domain {call.force_domain!r}.", param="x-stopgate-domain")
@@ -60,7 +54,7 @@ class Router:
         else:
             domain, confidence = await self._classify(call)
         if self.policies is None:
-            return Route(domain, confidence, "none", 0, "", None, overrides, self.default_max_tokens)
+            return Route(domain, confidence, "none", 0, "", None, self.default_max_tokens)
         active = self.policies.get(domain)
         return Route(
             domain,
@@ -69,7 +63,6 @@ class Router:
             active.version,
             active.hash,
             active.policy,
-            overrides,
             self.default_max_tokens,
         )
 

@@ -12,7 +12,8 @@ decode thread (``BatchScheduler``) takes more.
 
 from __future__ import annotations
 
-import torch
+# torch is imported inside the functions: the classifier uses these too, and importing
+# ``gateway.classify`` must stay cheap.
 
 _decode_threads: list[int] = []  # torch's own default, remembered by the first call
 
@@ -20,6 +21,8 @@ _decode_threads: list[int] = []  # torch's own default, remembered by the first 
 def reserve_cores() -> int:
     """Make one intra-op thread the default (this thread and threads started later); return the
     count the decode thread should take: torch's default as it was before the first call."""
+    import torch
+
     if not _decode_threads:
         _decode_threads.append(int(torch.get_num_threads()))
     torch.set_num_threads(1)
@@ -27,10 +30,20 @@ def reserve_cores() -> int:
 
 
 def pin_threads(threads: int) -> None:
-    """Give the calling thread ``threads`` intra-op threads (it also becomes the process default)."""
+    """Give the calling thread ``threads`` intra-op threads.
+
+    With OpenMP the count is per OS thread, taken from the process default the first time a
+    thread runs an op. ``torch.set_num_threads`` sets this thread's count and the process
+    default, so a caller pinning another thread restores the default from its own thread
+    afterwards (``pin_threads(current_threads())`` saved before).
+    """
+    import torch
+
     torch.get_num_threads()  # this thread's one-time initialisation first, so ours sticks
     torch.set_num_threads(threads)
 
 
 def current_threads() -> int:
+    import torch
+
     return int(torch.get_num_threads())

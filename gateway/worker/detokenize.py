@@ -7,22 +7,36 @@ and emit the difference, holding text back while it ends in an incomplete charac
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 
 class IncrementalDetokenizer:
-    def __init__(self, tokenizer: Any, prompt_tail: list[int] | None = None) -> None:
-        self._tok = tokenizer
-        # Seed with the prompt's last tokens so the first token's leading space decodes right.
-        self._ids: list[int] = list(prompt_tail or [])
+    def __init__(self, tokenizer: Any) -> None:
+        self._decode = _decoder(tokenizer)
+        self._ids: list[int] = []
         self._prefix = 0
-        self._read = len(self._ids)
+        self._read = 0
 
     def push(self, token_id: int) -> str:
         self._ids.append(token_id)
-        before = self._tok.decode(self._ids[self._prefix : self._read], skip_special_tokens=True)
-        after = self._tok.decode(self._ids[self._prefix :], skip_special_tokens=True)
+        before = self._decode(self._ids[self._prefix : self._read])
+        after = self._decode(self._ids[self._prefix :])
         if len(after) > len(before) and not after.endswith("\ufffd"):
             self._prefix, self._read = self._read, len(self._ids)
             return after[len(before) :]
         return ""
+
+
+def _decoder(tokenizer: Any) -> Callable[[list[int]], str]:
+    """``tokenizer.decode(ids, skip_special_tokens=True)``, as cheaply as it can be had.
+
+    Two decodes per token per row: through transformers each pays ~7 us of Python around the
+    Rust call (~0.7 us). A fast tokenizer with no clean-up pass returns exactly the Rust tokenizer's
+    text, so that is called directly; any other tokenizer goes through ``decode``.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and getattr(tokenizer, "clean_up_tokenization_spaces", True) is False:
+        return functools.partial(backend.decode, skip_special_tokens=True)
+    return functools.partial(tokenizer.decode, skip_special_tokens=True)

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from gateway.errors import ContextLengthExceeded, NotReady, WorkerError
+from gateway.worker.cores import reserve_cores
 from gateway.worker.detokenize import IncrementalDetokenizer
 from gateway.worker.model import LoadedModel, load_model
-from gateway.worker.protocol import ChatMessage, FinishReason, ProbeResult, SamplingParams, TokenEvent, TokenStream
-from gateway.worker.scheduler import BatchScheduler, asyncio_deliver
+from gateway.worker.protocol import (
+    ChatMessage,
+    FinishReason,
+    ProbeResult,
+    SamplingParams,
+    TokenEvent,
+    TokenStream,
+    message_dicts,
+)
+from gateway.worker.scheduler import AsyncioDeliver, BatchScheduler
 from gateway.worker.scheduler import Sequence as BatchSequence
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 
 class LocalTokenStream:
@@ -24,7 +36,7 @@ class LocalTokenStream:
         self._scheduler = scheduler
         self._seq = seq
         self._queue: asyncio.Queue[TokenEvent | BaseException | None] = asyncio.Queue()
-        seq.sink = self._queue.put_nowait  # type: ignore[attr-defined]
+        seq.sink = self._queue.put_nowait
         self.prompt_tokens = len(seq.prompt_ids)
         self.finish_reason: FinishReason | None = None
         self._consumed = 0
@@ -70,6 +82,15 @@ class LocalWorker:
         self.model_id = model
         self.context_length = 2048
 
+    @classmethod
+    def for_serving(cls, settings: Settings, *, max_batch: int | None = None) -> LocalWorker:
+        """The worker a serving process runs: called before the classifier or the model runs a torch
+        op, it leaves the cores to the decode thread alone (``gateway.worker.cores``)."""
+        threads = reserve_cores()
+        return cls(
+            settings.model, settings.device, settings.data_dir, max_batch or settings.max_batch_size, threads=threads
+        )
+
     async def start(self) -> None:
         """Load the model off the event loop (seconds), then start the decode thread."""
         self._loaded = await asyncio.to_thread(load_model, *self._spec)
@@ -113,7 +134,7 @@ class LocalWorker:
         """
         loaded, _ = self._require()
         rendered = loaded.tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in messages],
+            message_dicts(messages),
             add_generation_prompt=add_generation_prompt and not continue_final,
             continue_final_message=continue_final,
             tokenize=False,
@@ -136,7 +157,7 @@ class LocalWorker:
     def generate_ids(self, prompt_ids: list[int], params: SamplingParams) -> LocalTokenStream:
         loaded, scheduler = self._require()
         loop = asyncio.get_running_loop()
-        seq = BatchSequence(prompt_ids, params, asyncio_deliver(loop), IncrementalDetokenizer(loaded.tokenizer))
+        seq = BatchSequence(prompt_ids, params, AsyncioDeliver(loop), IncrementalDetokenizer(loaded.tokenizer))
         stream = LocalTokenStream(scheduler, seq)
         scheduler.submit(seq)
         return stream
@@ -147,9 +168,5 @@ class LocalWorker:
             raise WorkerError("a local probe needs a local stream")
         ids = stream.token_ids + list(loaded.tokenizer.encode(suffix, add_special_tokens=False))
         side = self.generate_ids(ids, SamplingParams(max_tokens=max_tokens))
-        text, logprobs = [], []
-        async for event in side:
-            text.append(event.text)
-            logprobs.append(event.logprob)
-        confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
-        return ProbeResult("".join(text), len(logprobs), confidence)
+        events = [event async for event in side]
+        return ProbeResult.from_logprobs("".join(e.text for e in events), [e.logprob for e in events])

@@ -56,11 +56,11 @@ def load_model(name: str, device_name: str, data_dir: Path) -> LoadedModel:
     """Load tokenizer and model; CUDA gets bf16, CPU fp32."""
     device = pick_device(device_name)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    source, kwargs = _resolve(name, data_dir)
+    source, kwargs, convert_to = _resolve(name, data_dir)
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
-    if "gguf_file" in kwargs:
-        _save_converted(model, tokenizer, _cache_dir(name, data_dir))
+    if convert_to is not None:
+        _save_converted(model, tokenizer, convert_to)
     model = model.to(device)  # type: ignore[arg-type]
     model.eval()
     eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
@@ -70,23 +70,23 @@ def load_model(name: str, device_name: str, data_dir: Path) -> LoadedModel:
     if isinstance(end, int) and end != tokenizer.unk_token_id:
         eos.add(end)
     ctx = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-    model_id = DEFAULT_MODEL if name == DEFAULT_MODEL else name
-    log.info("model_loaded", model=model_id, device=str(device), dtype=str(dtype), context=ctx)
-    return LoadedModel(model, tokenizer, model_id, device, ctx, frozenset(int(t) for t in eos))
+    log.info("model_loaded", model=name, device=str(device), dtype=str(dtype), context=ctx)
+    return LoadedModel(model, tokenizer, name, device, ctx, frozenset(int(t) for t in eos))
 
 
-def _resolve(name: str, data_dir: Path) -> tuple[str | Path, dict[str, Any]]:
+def _resolve(name: str, data_dir: Path) -> tuple[str | Path, dict[str, Any], Path | None]:
+    """Where to load from, ``from_pretrained``'s extra arguments, and where to save the weights
+    converted from the GGUF (None: nothing to convert)."""
     if name != DEFAULT_MODEL:
-        return name, {}
-    cached = _cache_dir(name, data_dir)
+        return name, {}, None
+    gguf = embedded_gguf()
+    cached = _cache_dir(name, data_dir, gguf)
     if (cached / "config.json").exists() and (cached / "model.safetensors").exists():
-        return cached, {}
-    gguf = embedded_gguf()
-    return gguf.parent, {"gguf_file": gguf.name}
+        return cached, {}, None
+    return gguf.parent, {"gguf_file": gguf.name}, cached
 
 
-def _cache_dir(name: str, data_dir: Path) -> Path:
-    gguf = embedded_gguf()
+def _cache_dir(name: str, data_dir: Path, gguf: Path) -> Path:
     stat = gguf.stat()
     tag = hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     return data_dir / "models" / f"{name}-{tag}"

@@ -8,7 +8,8 @@ Cancelling must stop the worker's compute for that request within one decode ste
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import math
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -19,6 +20,11 @@ FinishReason = Literal["stop", "length", "cancelled"]
 class ChatMessage(msgspec.Struct, frozen=True):
     role: str
     content: str
+
+
+def message_dicts(messages: Iterable[ChatMessage]) -> list[dict[str, str]]:
+    """``messages`` as OpenAI / chat-template dicts."""
+    return [{"role": m.role, "content": m.content} for m in messages]
 
 
 class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,6 +54,12 @@ class ProbeResult(msgspec.Struct, frozen=True):
     text: str
     tokens: int
     confidence: float
+
+    @classmethod
+    def from_logprobs(cls, text: str, logprobs: Sequence[float]) -> ProbeResult:
+        """Confidence = exp(mean logprob) of the probe's tokens; 0 for no tokens."""
+        confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
+        return cls(text, len(logprobs), confidence)
 
 
 @runtime_checkable

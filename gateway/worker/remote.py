@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,15 @@ import httpx
 import structlog
 
 from gateway.errors import NotReady, RequestError, WorkerError, WorkerUnavailable
-from gateway.worker.protocol import ChatMessage, FinishReason, ProbeResult, SamplingParams, TokenEvent, TokenStream
+from gateway.worker.protocol import (
+    ChatMessage,
+    FinishReason,
+    ProbeResult,
+    SamplingParams,
+    TokenEvent,
+    TokenStream,
+    message_dicts,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -109,21 +116,17 @@ def _events(choice: dict[str, Any], start: int) -> list[TokenEvent]:
     text = (choice.get("delta") or {}).get("content") or ""
     if not content:
         return [TokenEvent(start, _token_id(text), text, 0.0)] if text else []
-    if len(content) == 1:
-        entry = content[0]
-        return [TokenEvent(start, _token_id(entry.get("token", "")), text, float(entry.get("logprob") or 0.0))]
     # Several tokens in one chunk: the text is not split per token, so it rides on the last one.
-    out = []
-    for i, entry in enumerate(content):
-        out.append(
-            TokenEvent(
-                start + i,
-                _token_id(entry.get("token", "")),
-                text if i == len(content) - 1 else "",
-                float(entry.get("logprob") or 0.0),
-            )
+    last = len(content) - 1
+    return [
+        TokenEvent(
+            start + i,
+            _token_id(entry.get("token", "")),
+            text if i == last else "",
+            float(entry.get("logprob") or 0.0),
         )
-    return out
+        for i, entry in enumerate(content)
+    ]
 
 
 def _token_id(token: str) -> int:
@@ -182,7 +185,7 @@ class RemoteWorker:
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream:
         body = {
             "model": self.model_id,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": message_dicts(messages),
             "stream": True,
             "stream_options": {"include_usage": True},
             "logprobs": True,
@@ -205,10 +208,7 @@ class RemoteWorker:
             "max_tokens": max_tokens,
             "temperature": 0,
             "logprobs": True,
-            "messages": [
-                *({"role": m.role, "content": m.content} for m in stream.messages),
-                {"role": "assistant", "content": partial},
-            ],
+            "messages": [*message_dicts(stream.messages), {"role": "assistant", "content": partial}],
             "continue_final_message": True,
             "add_generation_prompt": False,
         }
@@ -221,8 +221,7 @@ class RemoteWorker:
             raise WorkerError(f"probe to {upstream.url}: HTTP {r.status_code}")
         choice = r.json()["choices"][0]
         lps = [float(e.get("logprob") or 0.0) for e in ((choice.get("logprobs") or {}).get("content") or [])]
-        confidence = math.exp(sum(lps) / len(lps)) if lps else 0.0
-        return ProbeResult(choice["message"]["content"] or "", len(lps), confidence)
+        return ProbeResult.from_logprobs(choice["message"]["content"] or "", lps)
 
     # -- routing -------------------------------------------------------------------------------
 

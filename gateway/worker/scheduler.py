@@ -16,6 +16,7 @@ import asyncio
 import collections
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -30,7 +31,9 @@ from gateway.worker.protocol import SamplingParams, TokenEvent
 
 log = structlog.get_logger(__name__)
 
-Deliver = Callable[[list[tuple["Sequence", TokenEvent | BaseException | None]]], None]
+Item = TokenEvent | BaseException | None  # a token, the error that ended the stream, or its end
+Out = list[tuple["Sequence", Item]]  # one step's items, in order, for ``_flush``
+Deliver = Callable[[Out], None]
 
 
 class Sequence:
@@ -47,6 +50,7 @@ class Sequence:
         self.cancelled = False
         self.ended = False
         self.finish_reason: str | None = None
+        self.sink: Callable[[Item], None] | None = None  # where ``AsyncioDeliver`` puts this stream's items
         self.generator: torch.Generator | None = None
         if not params.greedy and params.seed is not None:
             self.generator = torch.Generator().manual_seed(params.seed)
@@ -67,8 +71,8 @@ class BatchScheduler:
         # Batch state, touched only by the decode thread.
         self._rows: list[Sequence] = []
         self._cache: DynamicCache | None = None
+        # Row i attends where _mask[i] is 1; its next position is the number of 1s (its length).
         self._mask = torch.zeros((0, 0), dtype=torch.long, device=loaded.device)
-        self._positions = torch.zeros((0,), dtype=torch.long, device=loaded.device)
         self._last = torch.zeros((0,), dtype=torch.long, device=loaded.device)
 
     # -- called from any thread -------------------------------------------------------------
@@ -129,8 +133,8 @@ class BatchScheduler:
         self._fail_all(WorkerError("worker is shutting down"))
 
     def _step(self) -> None:
-        admitted: list[tuple[Sequence, TokenEvent | BaseException | None]] = []
-        decoded: list[tuple[Sequence, TokenEvent | BaseException | None]] = []
+        admitted: Out = []
+        decoded: Out = []
         try:
             self._admit(admitted)
             # New requests' first tokens go out now, not after the batch's next forward pass (TTFT).
@@ -140,7 +144,7 @@ class BatchScheduler:
             self._flush(admitted)  # no-op unless admission itself failed part-way
             self._flush(decoded)
 
-    def _admit(self, out: list[tuple[Sequence, TokenEvent | BaseException | None]]) -> None:
+    def _admit(self, out: Out) -> None:
         # 1. admit waiting requests while there is room: prefill alone, sample the first token, splice in.
         while self._pending and len(self._rows) < self.max_batch:
             seq = self._pending.popleft()
@@ -149,25 +153,23 @@ class BatchScheduler:
                 continue
             try:
                 cache, logits = self._prefill(seq.prompt_ids)
-                token, event = self._sample_one(seq, logits)
+                chosen, stats = self._sample(logits, [seq])
             except Exception as exc:  # this request alone fails; it is in neither queue nor batch now
                 log.exception("prefill_failed")
                 seq.ended = True
                 out.append((seq, WorkerError(f"generation failed: {type(exc).__name__}: {exc}")))
                 continue
-            if not self._advance(seq, token, event, out):
-                self._splice(seq, cache, token)
+            if not self._advance(seq, int(chosen[0]), stats[0], out):
+                self._splice(seq, cache, chosen)
 
-    def _decode_step(self, out: list[tuple[Sequence, TokenEvent | BaseException | None]]) -> None:
+    def _decode_step(self, out: Out) -> None:
         # 2. drop rows whose client went away or whose policy stopped them.
         self._keep([i for i, seq in enumerate(self._rows) if not seq.cancelled], out)
-        # 3. one forward pass for the whole batch, one new token per row.
+        # 3. one forward pass for the whole batch, one new token per row (fed back as the next input).
         if self._rows:
-            logits = self._decode()
-            tokens, events = self._sample_batch(logits)
-            done = [self._advance(seq, tok, ev, out) for seq, tok, ev in zip(self._rows, tokens, events, strict=True)]
-            self._last = torch.tensor(tokens, dtype=torch.long, device=self.loaded.device)
-            self._positions = self._positions + 1
+            self._last, stats = self._sample(self._decode(), self._rows)
+            rows = zip(self._rows, self._last.tolist(), stats, strict=True)
+            done = [self._advance(seq, token, st, out) for seq, token, st in rows]
             # 4. rows that hit EOS or their budget leave the batch.
             self._keep([i for i, d in enumerate(done) if not d], out)
 
@@ -178,43 +180,40 @@ class BatchScheduler:
         return cache, result.logits[:, -1, :]
 
     def _decode(self) -> torch.Tensor:
-        ones = torch.ones((len(self._rows), 1), dtype=self._mask.dtype, device=self._mask.device)
-        self._mask = torch.cat([self._mask, ones], dim=1)
+        positions = self._mask.sum(dim=1, keepdim=True)  # before this step's column: each row's length
+        self._mask = torch.nn.functional.pad(self._mask, (0, 1), value=1)
         result = self.loaded.model(
             input_ids=self._last[:, None],
             attention_mask=self._mask,
-            position_ids=self._positions[:, None],
+            position_ids=positions,
             cache=self._cache,
             use_cache=True,
         )
         return result.logits[:, -1, :]
 
-    def _splice(self, seq: Sequence, cache: DynamicCache, token: int) -> None:
-        """Append a prefilled sequence as a new row, left-padding whichever side is shorter."""
+    def _splice(self, seq: Sequence, cache: DynamicCache, token: torch.Tensor) -> None:
+        """Append a prefilled sequence (``token``: its first, shape ``[1]``) as a new row, left-padding
+        whichever side is shorter."""
         length = len(seq.prompt_ids)
-        device = self.loaded.device
         if self._cache is None or not self._rows:
             self._cache = cache
             self._rows = [seq]
-            self._mask = torch.ones((1, length), dtype=torch.long, device=device)
-            self._positions = torch.tensor([length], dtype=torch.long, device=device)
-            self._last = torch.tensor([token], dtype=torch.long, device=device)
+            self._mask = torch.ones((1, length), dtype=torch.long, device=self.loaded.device)
+            self._last = token
             return
         width = self._mask.shape[1]
         total = max(width, length)
-        mine_layers = _layers(self._cache)
-        for mine, theirs in zip(mine_layers, _layers(cache), strict=True):
+        for mine, theirs in zip(_layers(self._cache), _layers(cache), strict=True):
             mine.keys = torch.cat([_pad_left(mine.keys, total), _pad_left(theirs.keys, total)], dim=0)
             mine.values = torch.cat([_pad_left(mine.values, total), _pad_left(theirs.values, total)], dim=0)
-        new_mask = torch.zeros((1, total), dtype=torch.long, device=device)
+        new_mask = torch.zeros((1, total), dtype=torch.long, device=self.loaded.device)
         new_mask[:, total - length :] = 1
         old_mask = torch.nn.functional.pad(self._mask, (total - width, 0))
         self._mask = torch.cat([old_mask, new_mask], dim=0)
-        self._positions = torch.cat([self._positions, torch.tensor([length], device=device)])
-        self._last = torch.cat([self._last, torch.tensor([token], device=device)])
+        self._last = torch.cat([self._last, token])
         self._rows.append(seq)
 
-    def _keep(self, keep: list[int], out: list[Any]) -> None:
+    def _keep(self, keep: list[int], out: Out) -> None:
         """Shrink the batch to the rows in ``keep``; trim padding columns no row needs any more."""
         if len(keep) == len(self._rows):
             return
@@ -229,7 +228,6 @@ class BatchScheduler:
         self._cache.batch_select_indices(index)
         self._rows = [self._rows[i] for i in keep]
         self._mask = self._mask[index]
-        self._positions = self._positions[index]
         self._last = self._last[index]
         used = self._mask.any(dim=0).nonzero()
         first = int(used[0]) if used.numel() else 0
@@ -241,30 +239,25 @@ class BatchScheduler:
 
     # -- sampling ---------------------------------------------------------------------------------
 
-    def _sample_one(self, seq: Sequence, logits: torch.Tensor) -> tuple[int, tuple[float, float]]:
-        tokens, events = self._sample(logits, [seq])
-        return tokens[0], events[0]
-
-    def _sample_batch(self, logits: torch.Tensor) -> tuple[list[int], list[tuple[float, float]]]:
-        return self._sample(logits, self._rows)
-
-    def _sample(self, logits: torch.Tensor, seqs: list[Sequence]) -> tuple[list[int], list[tuple[float, float]]]:
-        """Greedy or temperature/top-p sampling per row; returns tokens and (logprob, entropy)."""
+    def _sample(self, logits: torch.Tensor, seqs: list[Sequence]) -> tuple[torch.Tensor, list[list[float]]]:
+        """Greedy or temperature/top-p sampling per row: the tokens (a tensor on the model's device,
+        ready to feed back) and each row's [logprob, entropy]."""
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         chosen = torch.argmax(logprobs, dim=-1)
         for i, seq in enumerate(seqs):
             if not seq.params.greedy:
                 chosen[i] = _sample_row(logits[i].float(), seq.params, seq.generator)
         picked = logprobs.gather(1, chosen[:, None])[:, 0]
-        entropy = -(logprobs.exp() * logprobs).nan_to_num().sum(dim=-1)
-        return chosen.tolist(), list(zip(picked.tolist(), entropy.tolist(), strict=True))
+        # -sum(p * log p); 0 * -inf (a token with no mass) counts as 0. In place: one vocab-wide buffer.
+        entropy = -logprobs.exp().mul_(logprobs).nan_to_num_().sum(dim=-1)
+        return chosen, torch.stack([picked, entropy], dim=1).tolist()
 
     def _advance(
         self,
         seq: Sequence,
         token: int,
-        stats: tuple[float, float],
-        out: list[tuple[Sequence, TokenEvent | BaseException | None]],
+        stats: list[float],
+        out: Out,
     ) -> bool:
         """Record one token for ``seq``; True when the sequence is finished."""
         self.tokens_generated += 1
@@ -279,16 +272,16 @@ class BatchScheduler:
             return True
         return False
 
-    def _finish(self, seq: Sequence, reason: str, out: list[Any]) -> None:
+    def _finish(self, seq: Sequence, reason: str, out: Out) -> None:
         """Close ``seq``'s stream once; the first reason given wins."""
         if seq.ended:
             return
         seq.ended = True
-        seq.finish_reason = seq.finish_reason or reason
+        seq.finish_reason = reason
         out.append((seq, None))
 
     def _fail_all(self, exc: BaseException) -> None:
-        out: list[tuple[Sequence, TokenEvent | BaseException | None]] = []
+        out: Out = []
         for seq in [*self._rows, *self._pending]:
             if not seq.ended:
                 seq.ended = True
@@ -297,11 +290,11 @@ class BatchScheduler:
         self._pending.clear()
         self._flush(out)
 
-    def _flush(self, out: list[tuple[Sequence, TokenEvent | BaseException | None]]) -> None:
+    def _flush(self, out: Out) -> None:
         """Hand ``out`` to the streams and empty it (so a second flush sends nothing twice)."""
         if not out:
             return
-        by_target: dict[Deliver, list[tuple[Sequence, TokenEvent | BaseException | None]]] = {}
+        by_target: dict[Deliver, Out] = {}
         for item in out:
             by_target.setdefault(item[0].deliver, []).append(item)
         out.clear()
@@ -333,17 +326,19 @@ def _sample_row(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     return torch.multinomial(probs, 1, generator=generator)[0]
 
 
-def asyncio_deliver(loop: asyncio.AbstractEventLoop) -> Deliver:
-    """A Deliver that hands a step's events to their streams on ``loop``, one wake-up per step."""
+@dataclass(frozen=True)
+class AsyncioDeliver:
+    """A Deliver that hands a step's events to their streams on ``loop``, one wake-up per step.
 
-    def deliver(items: list[tuple[Sequence, TokenEvent | BaseException | None]]) -> None:
-        loop.call_soon_threadsafe(_dispatch, items)
+    Equal for equal loops, so ``_flush`` gathers every stream of one loop into one call."""
 
-    return deliver
+    loop: asyncio.AbstractEventLoop
+
+    def __call__(self, items: Out) -> None:
+        self.loop.call_soon_threadsafe(_dispatch, items)
 
 
-def _dispatch(items: list[tuple[Sequence, TokenEvent | BaseException | None]]) -> None:
+def _dispatch(items: Out) -> None:
     for seq, item in items:
-        sink = getattr(seq, "sink", None)
-        if sink is not None:
-            sink(item)
+        if seq.sink is not None:
+            seq.sink(item)

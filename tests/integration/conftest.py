@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,11 @@ from gateway.settings import Settings
 
 ADMIN_KEY = "test-admin-key"
 MODEL = "smollm2-135m-instruct"
+
+
+def chat_body(content: str, **fields: Any) -> dict[str, Any]:
+    """A greedy chat request for the served model with one user message; ``fields`` add to it."""
+    return {"model": MODEL, "temperature": 0, "messages": [{"role": "user", "content": content}], **fields}
 
 
 @dataclass
@@ -36,6 +42,14 @@ class RunningGateway:
             if line.startswith(name + " "):
                 return float(line.split()[1])
         raise KeyError(name)
+
+    def chat(
+        self, content: str, *, headers: dict[str, str] | None = None, timeout: float = 120, **fields: Any
+    ) -> httpx.Response:
+        """POST a non-stream ``chat_body(content, **fields)`` to /v1/chat/completions."""
+        return httpx.post(
+            self.url + "/v1/chat/completions", json=chat_body(content, **fields), headers=headers, timeout=timeout
+        )
 
 
 def start_gateway(settings: Settings, wait_s: float = 300) -> RunningGateway:

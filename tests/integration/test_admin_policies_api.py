@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,10 @@ from gateway.policy.store import PolicyStore
 from gateway.redis_server import free_port
 from gateway.services import Services
 from gateway.settings import Settings
+from tests.integration.policy_files import DOMAINS, FILES, eventually, write_policies
 
 ADMIN = "policy-admin-key"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
-DOMAINS = ("factual", "math", "code")
-FILES = {
-    "default.yaml": "domain: default\nmax_tokens: 512\n",
-    "factual.yaml": "domain: factual\nmax_tokens: 256\nmin_tokens: 4\nrules:\n  - repetition: {ngram: 6}\n",
-}
 
 
 @dataclass
@@ -37,13 +33,6 @@ class Replica:
     store: PolicyStore
     server: uvicorn.Server
     task: asyncio.Task[None]
-
-
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"condition not met within {within}s"
-        await asyncio.sleep(0.01)
 
 
 async def start_replica(redis_url: str, policies_dir: Path) -> Replica:
@@ -70,11 +59,7 @@ async def stop_replica(replica: Replica) -> None:
 
 @pytest.fixture()
 def policies_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "policies"
-    directory.mkdir()
-    for name, text in FILES.items():
-        (directory / name).write_text(text)
-    return directory
+    return write_policies(tmp_path)
 
 
 @pytest.fixture()

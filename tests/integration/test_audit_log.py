@@ -21,30 +21,15 @@ from gateway.audit.query import AuditFilter
 from gateway.audit.record import AuditRecord, decode_record, utc_now_iso
 from gateway.cli import audit as audit_cli
 from gateway.redis_server import LocalRedis, free_port
+from tests.audit_records import build_record
 
 STREAM = "stopgate:audit"
 
 
 def make(request_id: str, domain: str = "math", stop_rule: str | None = None) -> AuditRecord:
-    return AuditRecord(
-        ts=utc_now_iso(),
-        request_id=request_id,
-        api_key_id="key-0123456789ab",
-        domain=domain,
-        domain_confidence=0.9,
-        policy=domain,
-        policy_version=3,
-        policy_hash="h",
-        stop_rule=stop_rule,
-        finish_reason="stop",
-        prompt_tokens=10,
-        completion_tokens=20,
-        max_tokens=128,
-        shadow=None,
-        ttft_ms=15.0,
-        duration_ms=200.0,
-        client_disconnected=False,
-        error=None,
+    """A record stamped now (the stream queries below bound ``since``), in ``domain`` and its policy."""
+    return build_record(
+        request_id, ts=utc_now_iso(), domain=domain, policy=domain, policy_version=3, stop_rule=stop_rule
     )
 
 

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.integration.conftest import MODEL, RunningGateway
+from tests.integration.conftest import ADMIN_KEY, MODEL, RunningGateway, chat_body
 
 pytestmark = pytest.mark.model
 
@@ -63,9 +63,7 @@ def test_sdk_non_stream_response(gateway: RunningGateway) -> None:
 
 def test_sse_framing_headers_and_done(gateway: RunningGateway) -> None:
     """Every SSE line is a data frame of JSON, the stream ends with [DONE], headers name the route."""
-    headers, lines = sse_events(
-        gateway, {"model": MODEL, "max_tokens": 6, "messages": [{"role": "user", "content": "hi"}]}
-    )
+    headers, lines = sse_events(gateway, chat_body("hi", max_tokens=6))
     assert headers["content-type"].startswith("text/event-stream")
     for h in ("x-stopgate-request-id", "x-stopgate-domain", "x-stopgate-policy"):
         assert headers[h]
@@ -81,35 +79,20 @@ def test_sse_framing_headers_and_done(gateway: RunningGateway) -> None:
 
 def test_max_tokens_is_a_hard_budget(gateway: RunningGateway) -> None:
     """max_tokens (and max_completion_tokens) bound the completion and end it with 'length'."""
-    r = httpx.post(
-        gateway.url + "/v1/chat/completions",
-        timeout=120,
-        json={
-            "model": MODEL,
-            "max_completion_tokens": 5,
-            "temperature": 0,
-            "messages": [{"role": "user", "content": "Write a long story about a cat."}],
-        },
-    )
-    body = r.json()
+    body = gateway.chat("Write a long story about a cat.", max_completion_tokens=5).json()
     assert body["usage"]["completion_tokens"] == 5
     assert body["choices"][0]["finish_reason"] == "length"
 
 
 def test_stop_sequence_ends_the_answer_without_sending_it(gateway: RunningGateway) -> None:
     """A client stop string ends the stream with 'stop' and is not part of the content."""
-    base = {
-        "model": MODEL,
-        "max_tokens": 40,
-        "temperature": 0,
-        "messages": [{"role": "user", "content": "Count from one to ten in words."}],
-    }
-    full = httpx.post(gateway.url + "/v1/chat/completions", json=base, timeout=120).json()
+    prompt = "Count from one to ten in words."
+    full = gateway.chat(prompt, max_tokens=40).json()
     text = full["choices"][0]["message"]["content"]
     words = text.split()
     assert len(words) > 3
     stop = words[2]
-    cut = httpx.post(gateway.url + "/v1/chat/completions", json={**base, "stop": [stop]}, timeout=120).json()
+    cut = gateway.chat(prompt, max_tokens=40, stop=[stop]).json()
     assert cut["choices"][0]["finish_reason"] == "stop"
     assert stop not in cut["choices"][0]["message"]["content"]
     assert text.startswith(cut["choices"][0]["message"]["content"])
@@ -154,11 +137,7 @@ def test_bad_requests_get_an_openai_error_object(gateway: RunningGateway, name: 
 
 def test_unknown_model_is_404_model_not_found(gateway: RunningGateway) -> None:
     """An unknown model answers 404 with code model_not_found."""
-    r = httpx.post(
-        gateway.url + "/v1/chat/completions",
-        timeout=30,
-        json={"model": "gpt-17", "messages": [{"role": "user", "content": "x"}]},
-    )
+    r = gateway.chat("x", model="gpt-17", timeout=30)
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "model_not_found"
 
@@ -170,14 +149,11 @@ def test_models_lists_the_served_model(gateway: RunningGateway) -> None:
 
 def test_client_disconnect_stops_generation(gateway: RunningGateway) -> None:
     """After the client goes away, the worker's token counter stops growing within a step or two."""
-    body = {
-        "model": MODEL,
-        "stream": True,
-        "max_tokens": 400,
-        "temperature": 0,
-        "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
-    }
-    with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=body, timeout=120) as r:
+    body = chat_body("Write a very long story about a lighthouse.", stream=True, max_tokens=400)
+    # No stopping rule may end the answer first: only the disconnect can stop it.
+    override = {"x-stopgate-admin-key": ADMIN_KEY, "x-stopgate-policy": "off"}
+    disconnects = gateway.metric("stopgate_client_disconnects_total")
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=body, headers=override, timeout=120) as r:
         for i, _ in enumerate(r.iter_lines()):
             if i >= 6:
                 break
@@ -187,6 +163,7 @@ def test_client_disconnect_stops_generation(gateway: RunningGateway) -> None:
     after = gateway.metric("stopgate_worker_tokens_generated")
     assert after == before
     assert gateway.metric("stopgate_active_streams") == 0
+    assert gateway.metric("stopgate_client_disconnects_total") == disconnects + 1
 
 
 async def test_concurrent_greedy_streams_match_sequential(gateway: RunningGateway) -> None:
@@ -199,15 +176,7 @@ async def test_concurrent_greedy_streams_match_sequential(gateway: RunningGatewa
     ]
 
     async def one(client: httpx.AsyncClient, prompt: str) -> str:
-        r = await client.post(
-            "/v1/chat/completions",
-            json={
-                "model": MODEL,
-                "max_tokens": 24,
-                "temperature": 0,
-                "messages": [{"role": "user", "content": prompt}],
-            },
-        )
+        r = await client.post("/v1/chat/completions", json=chat_body(prompt, max_tokens=24))
         return r.json()["choices"][0]["message"]["content"]
 
     async with httpx.AsyncClient(base_url=gateway.url, timeout=300) as client:
@@ -218,10 +187,6 @@ async def test_concurrent_greedy_streams_match_sequential(gateway: RunningGatewa
 
 def test_prompt_longer_than_the_context_is_a_400(gateway: RunningGateway) -> None:
     """A prompt that does not fit the model's context is refused with context_length_exceeded, not generated."""
-    r = httpx.post(
-        gateway.url + "/v1/chat/completions",
-        timeout=60,
-        json={"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "word " * 9000}]},
-    )
+    r = gateway.chat("word " * 9000, max_tokens=4, timeout=60)
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "context_length_exceeded"

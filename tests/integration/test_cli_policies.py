@@ -9,24 +9,16 @@ import pytest
 
 from gateway.cli import main
 from gateway.cli.policies import DEFAULT_DOMAINS, known_domains
-
-FILES = {
-    "default.yaml": "domain: default\nmax_tokens: 512\n",
-    "factual.yaml": "domain: factual\nmax_tokens: 256\nrules:\n  - repetition: {ngram: 6}\n",
-}
+from tests.integration.policy_files import DOMAINS, FILES, write_policies
 
 
 @pytest.fixture()
 def policies_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "policies"
-    directory.mkdir()
-    for name, text in FILES.items():
-        (directory / name).write_text(text)
-    return directory
+    return write_policies(tmp_path)
 
 
 def cli(*args: str) -> int:
-    return main(["policies", *args, "--known-domains", "factual,math,code"])
+    return main(["policies", *args, "--known-domains", ",".join(DOMAINS)])
 
 
 def test_validate_ok(policies_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

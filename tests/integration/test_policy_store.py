@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -15,31 +15,12 @@ from gateway.errors import DefinitionError, RequestError, StoreUnavailable, Unkn
 from gateway.policy.records import PolicyRecords, connect
 from gateway.policy.store import PolicyStore
 from gateway.redis_server import LocalRedis, free_port
-
-DOMAINS = ("factual", "math", "code")
-FILES = {
-    "default.yaml": "domain: default\nmax_tokens: 512\n",
-    "factual.yaml": "domain: factual\nmax_tokens: 256\nmin_tokens: 4\nrules:\n  - repetition: {ngram: 6}\n",
-}
-
-
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> float:
-    """Seconds until ``check()`` holds; fails the test after ``within`` seconds."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > within:
-            pytest.fail(f"condition not met within {within}s")
-        await asyncio.sleep(0.005)
-    return time.monotonic() - start
+from tests.integration.policy_files import DOMAINS, FILES, eventually, write_policies
 
 
 @pytest.fixture()
 def policies_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "policies"
-    directory.mkdir()
-    for name, text in FILES.items():
-        (directory / name).write_text(text)
-    return directory
+    return write_policies(tmp_path)
 
 
 # Its own key space: the session's gateway (other test modules) runs a store on the same Redis and

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.integration.conftest import ADMIN_KEY, MODEL, RunningGateway
+from tests.integration.conftest import ADMIN_KEY, RunningGateway
 
 pytestmark = pytest.mark.model
 
@@ -32,17 +32,7 @@ def test_sampled_requests_record_full_length_and_agreement(gateway: RunningGatew
     try:
         r = httpx.put(url, headers=ADMIN, json={**original, "sample_full_rate": 1.0})
         assert r.status_code == 200, r.text
-        resp = httpx.post(
-            gateway.url + "/v1/chat/completions",
-            timeout=120,
-            headers={"x-stopgate-domain": "x"},
-            json={
-                "model": MODEL,
-                "max_tokens": 96,
-                "temperature": 0,
-                "messages": [{"role": "user", "content": "thanks again"}],
-            },
-        )
+        resp = gateway.chat("thanks again", max_tokens=96, headers={"x-stopgate-domain": "x"})
         body = resp.json()
         rid = resp.headers["x-stopgate-request-id"]
         assert body["stopgate"]["domain"] == "small_talk"

@@ -36,5 +36,6 @@ def test_flags_override_env() -> None:
 )
 def test_bad_values_are_config_errors(env: dict[str, str]) -> None:
     """Unparseable or out-of-range settings raise ConfigError naming the variable."""
-    with pytest.raises(ConfigError):
+    (name,) = env
+    with pytest.raises(ConfigError, match=name):
         Settings.from_env(env)

@@ -5,25 +5,23 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import msgspec
-import yaml
 from policy_streams import pieces, run
 
-from gateway.policy.rules import RULE_TYPES, RuleSpec
+from gateway.policy.loader import parse_policy
+from gateway.policy.schema import Policy
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
 
 
-def policy(domain: str) -> tuple[list[RuleSpec], int, int]:
-    doc = yaml.safe_load((POLICIES / f"{domain}.yaml").read_text())
-    rules = [msgspec.convert(params or {}, RULE_TYPES[kind]) for item in doc["rules"] for kind, params in item.items()]
-    return rules, doc["max_tokens"], doc["min_tokens"]
+def policy(domain: str) -> Policy:
+    path = POLICIES / f"{domain}.yaml"
+    return parse_policy(path.read_bytes(), source=str(path), domains=(domain,), expect_domain=domain)
 
 
 def apply(domain: str, text: str, budget: int = 512) -> tuple[str, str | None, int]:
-    rules, max_tokens, min_tokens = policy(domain)
+    shipped = policy(domain)
     parts = pieces(text)
-    kept, out = run(rules, parts, max_tokens=min(budget, max_tokens), min_tokens=min_tokens)
+    kept, out = run(shipped.rules, parts, max_tokens=min(budget, shipped.max_tokens), min_tokens=shipped.min_tokens)
     return kept, out.stop_rule, len(parts) - out.tokens
 
 

@@ -10,7 +10,8 @@ def test_sampling_follows_the_rate_and_the_request_id() -> None:
     ids = [f"chatcmpl-{i}" for i in range(4000)]
     share = sum(is_sampled(i, 0.25) for i in ids) / len(ids)
     assert 0.22 < share < 0.28
-    assert [is_sampled(i, 0.25) for i in ids[:50]] == [is_sampled(i, 0.25) for i in ids[:50]]
+    # Pinned, so a sampler that varies between processes (Python's hash(), say) fails here.
+    assert [n for n in range(40) if is_sampled(ids[n], 0.25)] == [1, 5, 6, 13, 23, 26, 37, 38, 39]
     assert not any(is_sampled(i, 0.0) for i in ids)
 
 

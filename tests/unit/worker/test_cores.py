@@ -42,5 +42,5 @@ def test_reserve_cores_remembers_the_count_across_calls(restore_threads: int) ->
 
 def test_pin_threads_sets_only_what_the_caller_asks(restore_threads: int) -> None:
     """pin_threads gives the calling thread the count; current_threads reads it back."""
-    cores.pin_threads(1)
-    assert cores.current_threads() == 1
+    cores.pin_threads(restore_threads + 1)
+    assert cores.current_threads() == restore_threads + 1
