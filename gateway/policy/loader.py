@@ -18,7 +18,9 @@ import yaml
 
 from gateway.errors import DefinitionError, Problem
 from gateway.policy import rules as rule_specs
+from gateway.policy.quality import AutopilotSpec, QualitySpec
 from gateway.policy.schema import DEFAULT_DOMAIN, FIELD_NAMES, MAX_TOKENS_CEILING, AuditSpec, Policy
+from gateway.policy.thinking import ThinkingSpec
 
 MAX_DOCUMENT_BYTES = 1_000_000
 
@@ -187,17 +189,17 @@ def decode_struct(value: Any, cls: type[msgspec.Struct], path: PathKey, out: _Pr
     return _convert(value, cls, path, out)  # runs the class's own __post_init__ checks
 
 
-def _decode_rules(value: Any, out: _Problems) -> tuple[rule_specs.RuleSpec, ...] | None:
+def _decode_rules(value: Any, out: _Problems, at_path: PathKey = ("rules",)) -> tuple[rule_specs.RuleSpec, ...] | None:
     known = rule_specs.RULE_TYPES  # looked up now, so rule kinds added later are seen
     if not isinstance(value, list):
         out.add(
-            ("rules",),
+            at_path,
             f"must be a list of one-key mappings like '- repetition: {{ngram: 6}}', got {describe_type(value)}",
         )
         return None
     decoded: list[rule_specs.RuleSpec] = []
     for index, item in enumerate(value):
-        at: PathKey = ("rules", index)
+        at: PathKey = (*at_path, index)
         if not isinstance(item, dict) or len(item) != 1:
             got = f"a mapping with {len(item)} keys" if isinstance(item, dict) else describe_type(item)
             out.add(at, f"each rule is a one-key mapping {{kind: params}}, got {got}")
@@ -214,6 +216,33 @@ def _decode_rules(value: Any, out: _Problems) -> tuple[rule_specs.RuleSpec, ...]
             out.add((*at, kind, *(field.split(".") if field else ())), message)
         decoded.append(spec)
     return tuple(decoded) if len(decoded) == len(value) else None
+
+
+_SECTIONS: dict[str, type[msgspec.Struct]] = {"audit": AuditSpec, "quality": QualitySpec, "autopilot": AutopilotSpec}
+
+
+def _decode_section(raw: Any, cls: type[msgspec.Struct], path: PathKey, out: _Problems) -> Any:
+    """A section struct, then its own ``check()`` (if it has one) with located problems."""
+    value = decode_struct(raw, cls, path, out)
+    if value is not msgspec.UNSET and hasattr(value, "check"):
+        for field, message in value.check():
+            out.add((*path, *field.split(".")), message)
+    return value
+
+
+def _decode_thinking(raw: Any, out: _Problems) -> Any:
+    """``thinking``: its scalar fields strictly, its ``rules`` like the top-level ones."""
+    if not isinstance(raw, dict):
+        out.add(("thinking",), f"must be a mapping, got {describe_type(raw)}")
+        return msgspec.UNSET
+    rules = _decode_rules(raw["rules"], out, ("thinking", "rules")) if "rules" in raw else ()
+    rest = {k: v for k, v in raw.items() if k != "rules"}
+    if isinstance(rest.get("mode"), bool):  # YAML 1.1 reads a bare on/off as a boolean
+        rest["mode"] = "on" if rest["mode"] else "off"
+    value = _decode_section(rest, ThinkingSpec, ("thinking",), out)
+    if value is msgspec.UNSET or rules is None:
+        return msgspec.UNSET
+    return msgspec.structs.replace(value, rules=rules)
 
 
 def _semantic(values: dict[str, Any], domains: Collection[str], expect_domain: str | None, out: _Problems) -> None:
@@ -252,8 +281,10 @@ def _decode_policy(data: Any, domains: Collection[str], expect_domain: str | Non
         raw = data[f.name]
         if f.name == "rules":
             value: Any = _decode_rules(raw, out)
-        elif f.name == "audit":
-            value = decode_struct(raw, AuditSpec, ("audit",), out)
+        elif f.name == "thinking":
+            value = _decode_thinking(raw, out)
+        elif f.name in _SECTIONS:
+            value = _decode_section(raw, _SECTIONS[f.name], (f.name,), out)
         else:
             value = _convert(raw, f.type, (f.name,), out)
         if value is not None and value is not msgspec.UNSET:

@@ -14,7 +14,9 @@ from typing import Any
 
 import msgspec
 
+from gateway.policy.quality import AutopilotSpec, QualitySpec
 from gateway.policy.rules import RuleSpec
+from gateway.policy.thinking import ThinkingSpec
 
 DEFAULT_DOMAIN = "default"
 """The policy a domain without one of its own falls back to."""
@@ -41,10 +43,13 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     shadow: bool = False
     sample_full_rate: float = 0.0
     audit: AuditSpec = AuditSpec()
+    thinking: ThinkingSpec | None = None
+    quality: QualitySpec | None = None
+    autopilot: AutopilotSpec | None = None
 
     def to_document(self) -> dict[str, Any]:
         """The plain document (YAML/JSON shape): ``rules`` as one-key ``{kind: params}`` mappings."""
-        return {
+        doc: dict[str, Any] = {
             "domain": self.domain,
             "version": self.version,
             "description": self.description,
@@ -55,6 +60,16 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
             "sample_full_rate": self.sample_full_rate,
             "audit": msgspec.to_builtins(self.audit),
         }
+        # Optional sections appear only when set, so documents (and hashes) without them are unchanged.
+        if self.thinking is not None:
+            thinking = msgspec.to_builtins(self.thinking)
+            thinking["rules"] = [{rule.kind: msgspec.to_builtins(rule)} for rule in self.thinking.rules]
+            doc["thinking"] = thinking
+        for name in ("quality", "autopilot"):
+            section = getattr(self, name)
+            if section is not None:
+                doc[name] = msgspec.to_builtins(section)
+        return doc
 
     def content_hash(self) -> str:
         """sha256 of the canonical document without ``version``: equal content, equal hash."""
