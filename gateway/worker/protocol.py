@@ -148,10 +148,10 @@ class Worker(Protocol):
     async def probe(self, stream: TokenStream, suffix: str, max_tokens: int) -> ProbeResult:
         """Greedy continuation of ``stream``'s prompt + generated tokens + ``suffix``."""
 
-    async def end_thinking(self, stream: TokenStream, text: str) -> None:
+    async def end_thinking(self, stream: TokenStream, text: str) -> int:
         """Append ``text`` (the end-of-thinking marker) to the running generation of ``stream``.
 
-        The stream's next events continue after it, in the answer phase; the appended tokens are
-        not events (the caller counts them as ``len`` of what it appended, see ``forced_tokens``).
+        The stream's next events continue after it, in the answer phase. The appended tokens are
+        not events; the return value is how many tokens were appended (they count as thinking).
         Local: tokens appended to the row. Remote: cancel upstream, continue the assistant message.
         """
