@@ -63,7 +63,7 @@ class ThinkMarkers:
 class _Slot:
     """A fed token whose piece is not given out yet."""
 
-    __slots__ = ("phase", "text", "marker")
+    __slots__ = ("marker", "phase", "text")
 
     def __init__(self, phase: Phase) -> None:
         self.phase: Phase = phase
