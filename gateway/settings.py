@@ -46,6 +46,8 @@ class Settings:
     max_body_bytes: int = 1_000_000
     default_max_tokens: int = 512
     max_tokens_limit: int = 4096
+    # Inline thinking markers, "start,end" (gateway/worker/phases.py).
+    think_markers: tuple[str, ...] = ("<think>", "</think>")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -78,6 +80,8 @@ class Settings:
             raise ConfigError("STOPGATE_RATE_LIMIT_RPM / _TPM must be >= 0")
         if self.max_batch_size < 1:
             raise ConfigError("STOPGATE_MAX_BATCH_SIZE must be >= 1")
+        if len(self.think_markers) != 2 or not all(self.think_markers) or len(set(self.think_markers)) != 2:
+            raise ConfigError("STOPGATE_THINK_MARKERS must be two distinct markers: start,end")
 
 
 def _coerce(name: str, ftype: Any, raw: str) -> Any:
