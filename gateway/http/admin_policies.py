@@ -57,6 +57,7 @@ def version_view(entry: PolicyVersion, active_version: int | None) -> dict[str, 
         "hash": entry.hash,
         "ts": dt.datetime.fromtimestamp(entry.ts, dt.UTC).isoformat(),
         "source": entry.source,
+        "evidence": entry.evidence,  # autopilot's figures behind an automatic change (None otherwise)
         "active": entry.version == active_version,
         "policy": entry.full_document(),
     }

@@ -28,7 +28,8 @@ HISTORY_KEEP = 50
 DEFAULT_PREFIX = "stopgate:policy"
 
 # KEYS: version counter, active record, history list.
-# ARGV: domain, hash, document, ts, source, only_if_absent, floor version, history size, channel.
+# ARGV: domain, hash, document, ts, source, only_if_absent, floor version, history size, channel,
+# evidence (JSON, '' for none: why an automatic change was made, kept in the history entry).
 _WRITE_LUA = """
 if ARGV[6] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local floor = tonumber(ARGV[7])
@@ -38,7 +39,7 @@ local version = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], 'version', version, 'hash', ARGV[2], 'document', ARGV[3],
            'ts', ARGV[4], 'source', ARGV[5])
 redis.call('LPUSH', KEYS[3], cjson.encode({version = version, hash = ARGV[2], document = ARGV[3],
-                                          ts = ARGV[4], source = ARGV[5]}))
+                                          ts = ARGV[4], source = ARGV[5], evidence = ARGV[10]}))
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[8]) - 1)
 redis.call('PUBLISH', ARGV[9], cjson.encode({domain = ARGV[1], version = version, hash = ARGV[2]}))
 return version
@@ -55,6 +56,7 @@ class PolicyVersion:
     ts: float
     source: str
     document: Mapping[str, Any]
+    evidence: Mapping[str, Any] | None = None  # autopilot's figures behind the change, if it made it
 
     def full_document(self) -> dict[str, Any]:
         """The document with its version, keys in schema order (Redis keeps them sorted)."""
@@ -105,7 +107,13 @@ class PolicyRecords:
         return [f"{self.prefix}:{domain}:{part}" for part in ("version", "active", "history")]
 
     async def write(
-        self, policy: Policy, *, source: str, only_if_absent: bool = False, floor: int = 0
+        self,
+        policy: Policy,
+        *,
+        source: str,
+        only_if_absent: bool = False,
+        floor: int = 0,
+        evidence: Mapping[str, Any] | None = None,
     ) -> PolicyVersion | None:
         """Store ``policy`` as its domain's next version; ``None`` if ``only_if_absent`` and one exists."""
         document = policy.to_document()
@@ -123,11 +131,12 @@ class PolicyRecords:
                 floor,
                 HISTORY_KEEP,
                 self.channel,
+                json.dumps(evidence) if evidence else "",
             ],
         )
         if not version:
             return None
-        return PolicyVersion(policy.domain, int(version), digest, ts, source, document)
+        return PolicyVersion(policy.domain, int(version), digest, ts, source, document, evidence or None)
 
     async def read_all(self, domains: Collection[str]) -> dict[str, PolicyVersion]:
         """Every domain's active record, read in one transaction (a consistent cut)."""
@@ -154,4 +163,7 @@ def _record(domain: str, row: Mapping[Any, Any]) -> PolicyVersion:
 
 
 def _version(domain: str, e: Mapping[str, Any]) -> PolicyVersion:
-    return PolicyVersion(domain, int(e["version"]), e["hash"], float(e["ts"]), e["source"], json.loads(e["document"]))
+    evidence = json.loads(e["evidence"]) if e.get("evidence") else None
+    return PolicyVersion(
+        domain, int(e["version"]), e["hash"], float(e["ts"]), e["source"], json.loads(e["document"]), evidence
+    )
