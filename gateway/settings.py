@@ -48,6 +48,11 @@ class Settings:
     max_tokens_limit: int = 4096
     # Inline thinking markers, "start,end" (gateway/worker/phases.py).
     think_markers: tuple[str, ...] = ("<think>", "</think>")
+    # Autopilot (gateway/autopilot/): sampled full generations kept per domain, tuning cadence, rate limit.
+    autopilot_max_samples: int = 500
+    autopilot_max_sample_age_s: int = 7 * 86400
+    autopilot_tune_every: int = 4  # new samples of a domain between two tuning runs
+    autopilot_interval_s: int = 900  # at most one change per domain per interval; a person's edit holds as long
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -82,6 +87,10 @@ class Settings:
             raise ConfigError("STOPGATE_MAX_BATCH_SIZE must be >= 1")
         if len(self.think_markers) != 2 or not all(self.think_markers) or len(set(self.think_markers)) != 2:
             raise ConfigError("STOPGATE_THINK_MARKERS must be two distinct markers: start,end")
+        if min(self.autopilot_max_samples, self.autopilot_max_sample_age_s, self.autopilot_tune_every) < 1:
+            raise ConfigError("STOPGATE_AUTOPILOT_MAX_SAMPLES / _MAX_SAMPLE_AGE_S / _TUNE_EVERY must be >= 1")
+        if self.autopilot_interval_s < 0:
+            raise ConfigError("STOPGATE_AUTOPILOT_INTERVAL_S must be >= 0")
 
 
 def _coerce(name: str, ftype: Any, raw: str) -> Any:
