@@ -6,7 +6,8 @@ errors). ``check()`` adds the semantic checks msgspec cannot express (ranges, re
 The engine (``gateway.policy.engine``) turns these specs into evaluators.
 
 Families: ``answer_pattern``, ``sentences``, ``paragraphs``, ``code_blocks``, ``repetition``,
-``loop``, ``confidence``, ``probe``, ``load_budget``. The hard budget and ``min_tokens`` are
+``loop``, ``confidence``, ``probe``, ``load_budget``, ``answer_convergence`` (thinking: the model
+has settled on its answer). The hard budget and ``min_tokens`` are
 policy-level fields; the code-fence guard is always on in the engine (no rule to forget).
 """
 
@@ -196,7 +197,10 @@ class Probe(RuleSpec, frozen=True, kw_only=True):
     for ``max_tokens`` greedy tokens after the text so far + ``suffix``; stop once ``agree``
     consecutive probes give the same normalised answer, each with confidence (mean token
     probability) >= ``min_confidence``. ``answer: number`` compares the first number of each
-    probe, ``text`` its first line (lowercased, punctuation and articles removed).
+    probe, ``text`` its first line (lowercased, punctuation and articles removed), ``boxed`` the
+    text up to the brace that closes a ``\\boxed{`` ending the suffix (else the first line).
+    In a policy's ``thinking`` section the probe is a thinking probe: it is asked after the
+    end-of-thinking marker + ``suffix``, and agreement ends the thinking.
     ``append`` adds suffix + agreed answer to the output. Probes are not asked before the
     policy's ``min_tokens`` nor while a code fence is open.
     """
@@ -208,7 +212,7 @@ class Probe(RuleSpec, frozen=True, kw_only=True):
     max_tokens: int = 12
     agree: int = 2
     min_confidence: float = 0.8
-    answer: Literal["number", "text"] = "text"
+    answer: Literal["number", "text", "boxed"] = "text"
     append: bool = False
 
     def check(self) -> list[tuple[str, str]]:
@@ -223,6 +227,40 @@ class Probe(RuleSpec, frozen=True, kw_only=True):
         _at_least(out, "agree", self.agree, 1)
         _at_least(out, "min_confidence", self.min_confidence, 0.0)
         _at_most(out, "min_confidence", self.min_confidence, 1.0)
+        return out
+
+
+class AnswerConvergence(RuleSpec, frozen=True, kw_only=True):
+    """Stop thinking once the model has settled on an answer (see ``gateway.policy.candidates``).
+
+    Each statement of a candidate answer scores by its kind (``boxed``, ``answer``: "the answer is
+    X", ``conclusion``: "so ... = X"; weight 0 ignores a kind); a candidate whose statements reach
+    ``agree`` points has converged. A statement of a *different* candidate of at least the
+    ``reset_kind`` kind starts the count afresh (the model changed its mind). The rule then waits
+    ``settle`` tokens: a hesitation there ("wait", "but", "let me check" ...) withdraws the last
+    statement, so the model's doubt is heard first. Never before ``min_tokens`` thinking tokens.
+    """
+
+    kind: ClassVar[str] = "answer_convergence"
+    agree: int = 4
+    boxed: int = 3
+    answer: int = 2
+    conclusion: int = 0
+    settle: int = 24
+    min_tokens: int = 0
+    reset_kind: Literal["conclusion", "answer", "boxed"] = "answer"
+
+    def check(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        _at_least(out, "agree", self.agree, 1)
+        for name in ("boxed", "answer", "conclusion"):
+            _at_least(out, name, getattr(self, name), 0)
+            _at_most(out, name, getattr(self, name), 100)
+        if not (self.boxed or self.answer or self.conclusion):
+            out.append(("boxed", "at least one statement kind needs a weight above 0"))
+        _at_least(out, "settle", self.settle, 0)
+        _at_most(out, "settle", self.settle, 4096)
+        _at_least(out, "min_tokens", self.min_tokens, 0)
         return out
 
 
@@ -256,6 +294,7 @@ RULE_TYPES: dict[str, type[RuleSpec]] = {
         Confidence,
         Probe,
         LoadBudget,
+        AnswerConvergence,
     )
 }
 

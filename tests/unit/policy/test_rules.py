@@ -40,6 +40,7 @@ def test_registry_maps_every_kind_to_its_class() -> None:
         "confidence",
         "probe",
         "load_budget",
+        "answer_convergence",
     }
     for kind, cls in RULE_TYPES.items():
         assert cls.kind == kind and issubclass(cls, RuleSpec)
