@@ -4,14 +4,14 @@
    recorded (cached under ``<data_dir>/bench-cache/``, so a rerun only replays).
 2. Policy run: each query is routed as the gateway routes it (the classifier picks the domain,
    that domain's policy applies, else ``default``) and the policy is replayed over the recorded
-   generation, exactly as the live pipeline feeds it (``gateway.bench.replay``); probe rules get
+   generation, exactly as the live pipeline feeds it (``gateway.offline.replay``); probe rules get
    real side generations from the model.
 3. Baselines: one global static budget with the same total tokens, and a Dynasor-style
    probe-only policy applied to every domain. Probes are side generations on the whole prefix
    (seconds each on a CPU), so the probe-only baseline runs on a sample: the first
    ``--probe-baseline-rows`` rows of each domain (0: skip, -1: every row), reported side by side
    with the per-domain policies on the same sample.
-Metrics are reported per TRUE domain (the data's ``domain``); see ``gateway.bench.metrics``.
+Metrics are reported per TRUE domain (the data's ``domain``); see ``gateway.offline.metrics``.
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ from typing import Any
 
 import msgspec
 
-from gateway.bench.dataset import Row, load_rows
-from gateway.bench.generations import Generation
-from gateway.bench.metrics import Item
-from gateway.bench.replay import PolicyOutput
-from gateway.bench.report import build_report, markdown, overall, plot
-from gateway.bench.report import per_domain as per_domain_figures
-from gateway.bench.session import FULL_CAP, BenchSession, policy_for, route_rows, routing_accuracy
 from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.errors import RequestError
+from gateway.offline.dataset import Row, load_rows
+from gateway.offline.generations import FULL_CAP, Generation
+from gateway.offline.metrics import Item
+from gateway.offline.replay import PolicyOutput
+from gateway.offline.report import build_report, markdown, overall, plot
+from gateway.offline.report import per_domain as per_domain_figures
+from gateway.offline.session import ReplaySession, policy_for, route_rows, routing_accuracy
 from gateway.policy.loader import load_policies_dir
 from gateway.policy.rules import Probe
 from gateway.policy.schema import DEFAULT_DOMAIN, Policy
@@ -87,7 +87,7 @@ async def measure(args: argparse.Namespace, settings: Any) -> tuple[dict[str, An
     rows = load_rows(args.data, args.limit_per_domain)
     routed, names = route_rows(rows, settings)
     policies = load_policies_dir(settings.policies_dir, names)
-    session = await BenchSession.open(settings, concurrency=args.concurrency, show_progress=not args.quiet)
+    session = await ReplaySession.open(settings, concurrency=args.concurrency, show_progress=not args.quiet)
     try:
         t0 = time.perf_counter()
         gens = await session.full(rows)

@@ -2,7 +2,7 @@
 
 Prints the figures before and after and the YAML diff; ``--write`` saves the tuned policy over
 ``<policies_dir>/<D>.yaml`` (version bumped). Full generations come from the same cache as
-``stopgate bench tradeoff``. See ``gateway.bench.calibrate`` for the search and the constraints.
+``stopgate bench tradeoff``. See ``gateway.offline.calibrate`` for the search and the constraints.
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.errors import RequestError
+
+if TYPE_CHECKING:
+    from gateway.offline.calibrate import Score
 
 
 def register(subparsers: Any) -> None:
@@ -44,8 +47,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.bench.calibrate import Bounds, calibrate, diff
     from gateway.cli.policies import known_domains
+    from gateway.offline.calibrate import Bounds, CalibrateOptions, SearchOptions, calibrate_domain
+    from gateway.offline.policy_file import diff
 
     if not 0.0 <= args.min_agreement <= 1.0:
         raise RequestError("--min-agreement must be within 0..1", param="min-agreement")
@@ -53,45 +57,43 @@ def run(args: argparse.Namespace) -> int:
         raise RequestError("--max-em-drop must be within 0..1", param="max-em-drop")
     settings = settings_from_args(args)
     bounds = Bounds(args.min_agreement, args.max_em_drop)
-    result = asyncio.run(
-        calibrate(
-            settings,
-            args.domain,
-            args.data,
-            bounds,
-            names=known_domains(settings.domains_dir),
-            limit=args.limit,
-            rounds=args.rounds,
-            min_gain=args.min_gain,
-            concurrency=args.concurrency,
-            show_progress=not args.quiet,
-        )
+    options = CalibrateOptions(
+        domain=args.domain,
+        data=args.data,
+        names=known_domains(settings.domains_dir),
+        bounds=bounds,
+        search=SearchOptions(rounds=args.rounds, min_gain=args.min_gain),
+        limit=args.limit,
+        concurrency=args.concurrency,
+        show_progress=not args.quiet,
     )
+    result = asyncio.run(calibrate_domain(settings, options))
+    tuned = result.tuned
     out = sys.stdout
     out.write(
         f"{result.domain}: {result.rows} rows, bound agreement >= {bounds.min_agreement}, "
         f"EM drop <= {bounds.max_em_drop}\n"
     )
-    out.write(f"  current  {_figures(result.start_score)}\n")
-    for label, s in result.steps:
+    out.write(f"  current  {_figures(tuned.start_score)}\n")
+    for label, s in tuned.steps:
         out.write(f"  step     {label}: {_figures(s)}\n")
-    out.write(f"  proposed {_figures(result.best_score)}\n")
-    if not result.best_score.feasible:
+    out.write(f"  proposed {_figures(tuned.best_score)}\n")
+    if not tuned.best_score.feasible:
         out.write("  no policy around the current one meets the bounds; nothing written\n")
         return 1
-    if not result.changed:
+    if not tuned.changed:
         out.write("  the current policy is already the best found\n")
         return 0
     out.write(diff(result.original, result.proposed, str(result.path)))
     if args.write:
         result.path.write_text(result.proposed, encoding="utf-8")
-        out.write(f"wrote {result.path} (version {result.best.version})\n")
+        out.write(f"wrote {result.path} (version {tuned.best.version})\n")
     else:
         out.write("(dry run: --write saves it)\n")
     return 0
 
 
-def _figures(s: Any) -> str:
+def _figures(s: Score) -> str:
     f = s.figures
     parts = [f"saved {f['saved_pct']:.1f}%"]
     if f["em_full"] is not None:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bench.generations import generate, probe_ids
-from gateway.bench.replay import Decision, policy_engine, run_policy
+from gateway.offline.generations import generate, probe_ids
+from gateway.offline.replay import Decision, policy_engine, run_policy
 from gateway.policy.rules import Loop, Probe, Repetition, Sentences
 from gateway.policy.schema import Policy
+from gateway.serving.call import Budget
 from gateway.serving.enforcement import Enforcer
 from gateway.worker.local import LocalWorker
 from gateway.worker.protocol import ChatMessage, ProbeResult, SamplingParams
@@ -53,15 +54,14 @@ async def worker() -> AsyncIterator[LocalWorker]:
 
 async def live(worker: LocalWorker, policy: Policy, prompt: str) -> tuple[str, list[Decision], str | None]:
     """The serving pipeline's loop (``ChatRun.deltas`` + ``Enforcer``), recording each decision."""
-    engine = policy_engine(policy, CAP)
-    enforcer = Enforcer(engine, CAP, worker)
+    enforcer = Enforcer(policy, Budget(total=CAP, answer=CAP), worker=worker)
     stream = await worker.generate([ChatMessage("user", prompt)], SamplingParams(max_tokens=CAP))
     sent: list[str] = []
     trace: list[Decision] = []
     async for event in stream:
-        before = engine.outcome.probes
+        before = enforcer.probes
         verdict = await enforcer.after_token(event, stream)
-        probed = engine.outcome.probes > before
+        probed = enforcer.probes > before
         trace.append(
             Decision(
                 event.index, verdict.stop, enforcer.stop_rule if verdict.stop else None, verdict.include_token, probed

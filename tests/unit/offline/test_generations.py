@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from gateway.bench.generations import GenerationCache, fill_full
+from gateway.offline.generations import GenerationCache, fill_full
 from gateway.worker.protocol import SamplingParams, TokenEvent
 
 

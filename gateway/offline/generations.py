@@ -25,6 +25,8 @@ import msgspec
 from gateway.worker.protocol import ProbeResult, SamplingParams, TokenEvent
 
 CACHE_VERSION = 1
+FULL_CAP = 512
+"""Full inference: greedy, no stopping rules, at most this many completion tokens."""
 
 
 class Generation(msgspec.Struct, frozen=True):
@@ -45,6 +47,21 @@ class Generation(msgspec.Struct, frozen=True):
     @property
     def text(self) -> str:
         return "".join(self.texts)
+
+    @classmethod
+    def from_events(
+        cls, prompt_ids: Sequence[int], events: Sequence[TokenEvent], cap: int, finish_reason: str
+    ) -> Generation:
+        """A recorded generation from the token events a worker streamed (e.g. a sampled full run)."""
+        return cls(
+            list(prompt_ids),
+            cap,
+            finish_reason,
+            [e.token_id for e in events],
+            [e.text for e in events],
+            [e.logprob for e in events],
+            [e.entropy for e in events],
+        )
 
     def events(self) -> list[TokenEvent]:
         return [

@@ -10,10 +10,11 @@ probe, answer it with a real side generation on prompt + the tokens sent so far 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.bench.generations import Generation
+from gateway.offline.generations import Generation
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.schema import Policy
 from gateway.worker.protocol import ProbeResult
@@ -84,3 +85,21 @@ async def run_policy(
         finish = "length" if gen.finish_reason == "length" else "stop"
     outcome = engine.outcome
     return PolicyOutput("".join(sent), outcome.tokens, outcome.stop_rule, finish, outcome.probes, probe_tokens)
+
+
+async def replay_all(
+    policies: Sequence[Policy],
+    gens: Sequence[Generation],
+    probe: ProbeFn | None,
+    cap: int,
+    on_done: Callable[[], None] | None = None,
+) -> list[PolicyOutput]:
+    """``policies[i]`` replayed over ``gens[i]``, all at once (probes overlap on the worker)."""
+
+    async def one(policy: Policy, gen: Generation) -> PolicyOutput:
+        out = await run_policy(policy_engine(policy, cap), gen, probe)
+        if on_done is not None:
+            on_done()
+        return out
+
+    return await asyncio.gather(*(one(p, g) for p, g in zip(policies, gens, strict=True)))

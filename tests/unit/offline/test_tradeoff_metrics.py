@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from gateway.bench.generations import Generation
-from gateway.bench.metrics import (
+from gateway.offline.generations import Generation
+from gateway.offline.metrics import (
     Item,
     answer_kept,
     closest_budget,
@@ -18,8 +18,8 @@ from gateway.bench.metrics import (
     normalise,
     saved_pct,
 )
-from gateway.bench.replay import policy_engine, run_policy
-from gateway.bench.report import build_report, markdown, static_budget
+from gateway.offline.replay import policy_engine, run_policy
+from gateway.offline.report import build_report, markdown, static_budget
 from gateway.policy.rules import CodeBlocks, Probe, Sentences
 from gateway.policy.schema import Policy
 from gateway.worker.protocol import ProbeResult

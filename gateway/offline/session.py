@@ -1,6 +1,6 @@
 """What the trade-off benchmark and calibration share: the model, the cache, routing, policy runs.
 
-``BenchSession`` holds a started ``LocalWorker`` and the generation cache of its model; it runs
+``ReplaySession`` holds a started ``LocalWorker`` and the generation cache of its model; it runs
 full inference (cached), routes rows as the gateway does (classifier -> the predicted domain's
 policy, or the default policy) and replays policies over the recorded generations with real
 probe side generations.
@@ -8,15 +8,14 @@ probe side generations.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from gateway.bench.dataset import Row
-from gateway.bench.generations import Generation, GenerationCache, ProbeAnswers, fill_full, model_key
-from gateway.bench.replay import PolicyOutput, policy_engine, run_policy
+from gateway.offline.dataset import Row
+from gateway.offline.generations import FULL_CAP, Generation, GenerationCache, ProbeAnswers, fill_full, model_key
+from gateway.offline.replay import PolicyOutput, replay_all
 from gateway.policy.schema import DEFAULT_DOMAIN, Policy
 from gateway.worker.protocol import ChatMessage
 
@@ -24,15 +23,12 @@ if TYPE_CHECKING:
     from gateway.settings import Settings
     from gateway.worker.local import LocalWorker
 
-FULL_CAP = 512
-"""Full inference: greedy, no stopping rules, at most this many completion tokens."""
-
 
 def progress(total: int, desc: str, enabled: bool = True) -> tqdm[Any]:
     return tqdm(total=total, desc=desc, unit="q", disable=not enabled, dynamic_ncols=True, leave=True)
 
 
-class BenchSession:
+class ReplaySession:
     """A started worker plus its generation cache; ``close()`` when done."""
 
     def __init__(self, worker: LocalWorker, cache: GenerationCache, concurrency: int, show_progress: bool) -> None:
@@ -44,7 +40,7 @@ class BenchSession:
         self.generated_now = 0
 
     @classmethod
-    async def open(cls, settings: Settings, *, concurrency: int = 32, show_progress: bool = True) -> BenchSession:
+    async def open(cls, settings: Settings, *, concurrency: int = 32, show_progress: bool = True) -> ReplaySession:
         from gateway.worker.local import LocalWorker
 
         worker = LocalWorker.for_serving(settings, max_batch=concurrency)
@@ -72,13 +68,7 @@ class BenchSession:
     ) -> list[PolicyOutput]:
         """``policies[i]`` replayed over ``gens[i]`` (probes answered by the model or the cache)."""
         with progress(len(gens), desc, self.show_progress) as bar:
-
-            async def one(policy: Policy, gen: Generation) -> PolicyOutput:
-                out = await run_policy(policy_engine(policy, cap), gen, self.probes.answer)
-                bar.update(1)
-                return out
-
-            return await asyncio.gather(*(one(p, g) for p, g in zip(policies, gens, strict=True)))
+            return await replay_all(policies, gens, self.probes.answer, cap, on_done=lambda: bar.update(1))
 
 
 def route_rows(rows: Sequence[Row], settings: Settings) -> tuple[list[str], tuple[str, ...]]:

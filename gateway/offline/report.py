@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.bench.metrics import GOLD_DOMAINS, Item, closest_budget, domain_figures, saved_pct
+from gateway.offline.metrics import GOLD_DOMAINS, Item, closest_budget, domain_figures, saved_pct
 
 
 def _by_domain(items: Sequence[Item]) -> dict[str, list[Item]]:
