@@ -12,6 +12,7 @@ import importlib
 BENCHMARKS = {
     "throughput": "direct generate vs the gateway: one stream, 8 concurrent streams, TTFT",
     "tradeoff": "tokens saved vs EM per domain, against full inference and a static budget",
+    "reasoning": "thinking tokens saved vs answer agreement on recorded reasoning traces, vs a static budget",
     "classify": "domain classifier accuracy, confusion matrix and latency",
     "engine": "policy engine cost per token per rule",
     "policy-reload": "policy propagation between two replicas through Redis",
