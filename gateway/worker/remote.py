@@ -1,42 +1,45 @@
-"""``RemoteWorker``: the ``Worker`` protocol over OpenAI-compatible HTTP (``stopgate worker`` or vLLM).
+"""``RemoteWorker``: the ``Worker`` protocol over OpenAI-compatible HTTP engines.
 
-One or several upstream URLs. Each request goes to the healthy upstream with the least load
-(its reported queue depth + active rows, plus what this gateway has in flight there); an
-upstream that refuses a connection is marked down and the next one is tried (failover before
-the first token only: a stream that breaks mid-answer ends with an error, it is not replayed).
-A background task polls ``/healthz`` to bring upstreams back.
+Engines: ``stopgate worker``, vLLM, SGLang, llama.cpp's server (``gateway.worker.engines`` says
+what each can do and how the worker adapts). One or several upstream URLs; each request goes to
+the healthy upstream with the least load (its reported running + waiting requests, plus what
+this gateway has in flight there); an upstream that refuses a connection is marked down and the
+next one tried (failover before the first token only). A background task polls each upstream's
+health endpoint (and vLLM's ``/metrics`` for load) to bring upstreams back.
 
-Tokens come from ``/v1/chat/completions`` with ``logprobs``; ``return_tokens_as_token_ids``
-(understood by vLLM and our worker) gives token ids for the repetition rules, else a stable hash
-of the token text stands in. Probes continue the running answer through the same endpoint with
-``continue_final_message`` (a vLLM extension our worker also serves).
+Requests carry the client's pass-through fields (``SamplingParams.extra``: tools, tool_choice,
+response_format, penalties, logit_bias, user, metadata, ...) as sent; the thinking mode becomes
+``chat_template_kwargs.enable_thinking``. Probes and a forced end of thinking continue the
+running assistant message with ``continue_final_message`` where the engine has it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import zlib
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
 
 from gateway.errors import NotReady, RequestError, WorkerError, WorkerUnavailable
-from gateway.worker.protocol import (
-    ChatMessage,
-    FinishReason,
-    ProbeResult,
-    SamplingParams,
-    TokenEvent,
-    TokenStream,
-    message_dicts,
-)
+from gateway.worker.engines import EngineProfile, discover, vllm_load
+from gateway.worker.phases import ThinkMarkers
+from gateway.worker.protocol import ChatMessage, ProbeResult, SamplingParams, TokenStream, message_dicts
+from gateway.worker.remote_chunks import ChunkReader, _entries
+from gateway.worker.remote_stream import RemoteTokenStream
+from gateway.worker.remote_tokens import TokenCounter
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+_OURS = ("model", "messages", "prompt", "stream", "max_tokens", "max_completion_tokens", "n")
+"""Request fields the worker sets itself; the same names in ``extra`` are not forwarded."""
 
 
 @dataclass
@@ -46,121 +49,55 @@ class Upstream:
     reported_load: int = 0
     reported_queue: int = 0
     in_flight: int = 0
+    profile: EngineProfile | None = None
+    slots: asyncio.Semaphore | None = field(default=None, repr=False)
 
     @property
     def load(self) -> int:
         return self.reported_load + self.in_flight
 
 
-class RemoteTokenStream:
-    def __init__(
-        self, worker: RemoteWorker, upstream: Upstream, response: httpx.Response, messages: Sequence[ChatMessage]
-    ) -> None:
-        self._worker = worker
-        self._upstream = upstream
-        self._response = response
-        self.messages = list(messages)
-        self.text: list[str] = []
-        self.prompt_tokens = 0
-        self.finish_reason: FinishReason | None = None
-        self._cancelled = False
-        self._released = False
-        upstream.in_flight += 1
-
-    async def __aiter__(self) -> AsyncIterator[TokenEvent]:
-        index = 0
-        try:
-            async for line in self._response.aiter_lines():
-                if self._cancelled:
-                    break
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                if "error" in chunk:
-                    raise WorkerError(f"upstream error: {chunk['error'].get('message', chunk['error'])}")
-                if chunk.get("usage"):
-                    self.prompt_tokens = int(chunk["usage"].get("prompt_tokens") or 0)
-                for choice in chunk.get("choices") or []:
-                    for event in _events(choice, index):
-                        index += 1
-                        self.text.append(event.text)
-                        self._worker.tokens_generated += 1
-                        yield event
-                    if choice.get("finish_reason"):
-                        self.finish_reason = "length" if choice["finish_reason"] == "length" else "stop"
-        except httpx.HTTPError as exc:
-            if not self._cancelled:
-                raise WorkerError(f"upstream {self._upstream.url} broke off: {exc}") from exc
-        finally:
-            if self._cancelled:
-                self.finish_reason = "cancelled"
-            await self._release()
-
-    def cancel(self) -> None:
-        """Closing the HTTP response is how the upstream learns to stop (it sees the disconnect)."""
-        if not self._cancelled:
-            self._cancelled = True
-            with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().create_task(self._release())
-
-    async def _release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._upstream.in_flight -= 1
-            await self._response.aclose()
-
-
-def _events(choice: dict[str, Any], start: int) -> list[TokenEvent]:
-    """One TokenEvent per logprobs entry (a chunk may carry several tokens)."""
-    content = ((choice.get("logprobs") or {}).get("content")) or []
-    text = (choice.get("delta") or {}).get("content") or ""
-    if not content:
-        return [TokenEvent(start, _token_id(text), text, 0.0)] if text else []
-    # Several tokens in one chunk: the text is not split per token, so it rides on the last one.
-    last = len(content) - 1
-    return [
-        TokenEvent(
-            start + i,
-            _token_id(entry.get("token", "")),
-            text if i == last else "",
-            float(entry.get("logprob") or 0.0),
-        )
-        for i, entry in enumerate(content)
-    ]
-
-
-def _token_id(token: str) -> int:
-    if token.startswith("token_id:"):
-        with contextlib.suppress(ValueError):
-            return int(token[9:])
-    return zlib.crc32(token.encode("utf-8"))
-
-
 class RemoteWorker:
     """Implements ``gateway.worker.protocol.Worker`` against OpenAI-compatible upstreams."""
 
     def __init__(
-        self, urls: list[str], model: str, *, health_interval_s: float = 2.0, timeout_s: float = 600.0
+        self,
+        urls: list[str],
+        model: str,
+        *,
+        health_interval_s: float = 2.0,
+        timeout_s: float = 600.0,
+        markers: ThinkMarkers | None = None,
+        data_dir: Path = Path(".stopgate"),
     ) -> None:
         self.upstreams = [Upstream(u.rstrip("/")) for u in urls]
         self.model_id = model
         self.context_length = 8192
         self.tokens_generated = 0
+        self.markers = markers or ThinkMarkers()
+        self._configured_model = model
+        self._data_dir = data_dir
         self._interval = health_interval_s
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5.0))
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=5.0), limits=httpx.Limits(max_connections=None)
+        )
         self._poller: asyncio.Task[None] | None = None
         self._ready = False
+        self._counter: TokenCounter | None = None
+        self._token_counts: dict[str, int] = {}
+        self._probe_off_logged: set[str] = set()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RemoteWorker:
+        return cls(
+            list(settings.worker_url),
+            model=settings.model,
+            markers=ThinkMarkers.parse(settings.think_markers),
+            data_dir=settings.data_dir,
+        )
 
     async def start(self) -> None:
         await self._poll_once()
-        for up in self.upstreams:
-            if up.healthy:
-                models = (await self._client.get(up.url + "/v1/models")).json().get("data") or []
-                if models:
-                    self.model_id = models[0]["id"]
-                    self.context_length = int(models[0].get("max_model_len") or self.context_length)
-                break
-        self._ready = any(u.healthy for u in self.upstreams)
         self._poller = asyncio.create_task(self._poll_forever())
 
     async def close(self) -> None:
@@ -182,37 +119,66 @@ class RemoteWorker:
     def active(self) -> int:
         return sum(u.in_flight for u in self.upstreams)
 
-    async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream:
-        body = {
-            "model": self.model_id,
-            "messages": message_dicts(messages),
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "logprobs": True,
-            "return_tokens_as_token_ids": True,
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-        }
+    @property
+    def counter(self) -> TokenCounter:
+        """The local tokenizer, for engines that report neither usage nor logprobs."""
+        if self._counter is None:
+            self._counter = TokenCounter([self.model_id, self._configured_model], self._data_dir)
+        return self._counter
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def _body(self, profile: EngineProfile, messages: list[dict[str, Any]], params: SamplingParams) -> dict[str, Any]:
+        body: dict[str, Any] = {k: v for k, v in params.extra.items() if k not in _OURS}
+        body.update(
+            model=self.model_id,
+            messages=messages,
+            stream=True,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+        )
         if params.seed is not None:
             body["seed"] = params.seed
-        upstream, response = await self._open(body)
-        return RemoteTokenStream(self, upstream, response, messages)
+        body.update(profile.request_fields(params.top_logprobs))
+        if params.thinking != "model":
+            kwargs = dict(body.get("chat_template_kwargs") or {})
+            kwargs["enable_thinking"] = params.thinking == "on"
+            body["chat_template_kwargs"] = kwargs
+        return body
+
+    def _reader(self, profile: EngineProfile, params: SamplingParams) -> ChunkReader:
+        counter = self.counter if not profile.stream_usage or profile.logprobs_need_top else None
+        return ChunkReader(self.markers, top_logprobs=params.top_logprobs, counter=counter)
+
+    async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream:
+        dicts = message_dicts(messages)
+        upstream, response = await self._open(lambda p: ("/v1/chat/completions", self._body(p, dicts, params)))
+        profile = upstream.profile or EngineProfile()
+        stream = RemoteTokenStream(self, upstream, response, messages, params, self._reader(profile, params))
+        if not profile.stream_usage:
+            stream.prompt_tokens = await asyncio.to_thread(self._count_prompt, dicts)
+        return stream
+
+    def _count_prompt(self, dicts: list[dict[str, Any]]) -> int:
+        rendered = self.counter.render(dicts, continue_final=False)
+        ids = self.counter.ids(rendered) if rendered is not None else None
+        return len(ids) if ids is not None else 0
 
     async def probe(self, stream: TokenStream, suffix: str, max_tokens: int) -> ProbeResult:
         if not isinstance(stream, RemoteTokenStream):
             raise WorkerError("a remote probe needs a remote stream")
-        partial = "".join(stream.text) + suffix
-        body = {
-            "model": self.model_id,
-            "max_tokens": max_tokens,
-            "temperature": 0,
-            "logprobs": True,
-            "messages": [*message_dicts(stream.messages), {"role": "assistant", "content": partial}],
-            "continue_final_message": True,
-            "add_generation_prompt": False,
-        }
-        upstream = self._pick()
+        upstream = stream.upstream
+        profile = upstream.profile or EngineProfile()
+        if not profile.continue_final or profile.max_concurrency == 1:
+            if upstream.url not in self._probe_off_logged:
+                self._probe_off_logged.add(upstream.url)
+                log.warning("probes_off", url=upstream.url, engine=profile.kind, reason="no continue_final_message")
+            return ProbeResult("", 0, 0.0)  # confidence 0: no probe rule can fire on it
+        probe_params = SamplingParams(max_tokens=max_tokens, thinking=stream.params.thinking)
+        body = self._body(profile, self._continued(stream, suffix), probe_params)  # no pass-through: text only
+        body.update(stream=False, continue_final_message=True, add_generation_prompt=False)
+        body.pop("stream_options", None)
         try:
             r = await self._client.post(upstream.url + "/v1/chat/completions", json=body)
         except httpx.HTTPError as exc:
@@ -220,39 +186,133 @@ class RemoteWorker:
         if r.status_code != 200:
             raise WorkerError(f"probe to {upstream.url}: HTTP {r.status_code}")
         choice = r.json()["choices"][0]
-        lps = [float(e.get("logprob") or 0.0) for e in ((choice.get("logprobs") or {}).get("content") or [])]
-        return ProbeResult.from_logprobs(choice["message"]["content"] or "", lps)
+        lps = [e.logprob for e in _entries(choice, 0)]
+        return ProbeResult.from_logprobs((choice.get("message") or {}).get("content") or "", lps)
+
+    def _continued(self, stream: RemoteTokenStream, suffix: str) -> list[dict[str, Any]]:
+        return [*message_dicts(stream.messages), {"role": "assistant", "content": stream.reader.raw_text + suffix}]
+
+    async def end_thinking(self, stream: TokenStream, text: str) -> int:
+        """Cancel the running request and continue the assistant message after ``text``."""
+        if not isinstance(stream, RemoteTokenStream):
+            raise WorkerError("a remote end of thinking needs a remote stream")
+        appended = await self._count_tokens(stream.upstream, text)
+        stream.appended_tokens += appended
+        await stream.cut(text)
+        remaining = stream.remaining
+        if remaining < 1:
+            stream.end("length")
+            return appended
+        params = stream.params
+        messages = self._continued(stream, "")
+        cont = SamplingParams(
+            max_tokens=remaining,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=params.seed,
+            top_logprobs=params.top_logprobs,
+            thinking=params.thinking,
+            extra=params.extra,
+        )
+
+        def build(profile: EngineProfile) -> tuple[str, dict[str, Any]]:
+            body = self._body(profile, messages, cont)
+            if profile.continue_final:
+                body.update(continue_final_message=True, add_generation_prompt=False)
+                return "/v1/chat/completions", body
+            prompt = self.counter.render(messages, continue_final=True)
+            if prompt is None:
+                raise WorkerError("this engine cannot continue a message and no local chat template is at hand")
+            del body["messages"]
+            body["prompt"] = prompt
+            body["logprobs"] = max(1, params.top_logprobs)  # completions: logprobs is the alternatives count
+            body.pop("top_logprobs", None)
+            return "/v1/completions", body
+
+        try:
+            upstream, response = await self._open(build, prefer=stream.upstream)
+        except WorkerError as exc:
+            log.warning("thinking_end_not_continued", url=stream.upstream.url, error=exc.message)
+            stream.end("stop")
+            return appended
+        stream.resume(upstream, response)
+        return appended
+
+    async def _count_tokens(self, upstream: Upstream, text: str) -> int:
+        """Tokens of ``text`` by the engine's own tokenizer (``/tokenize``), else the local one."""
+        if text in self._token_counts:
+            return self._token_counts[text]
+        profile = upstream.profile or EngineProfile()
+        count: int | None = None
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+            if profile.kind == "llamacpp":
+                r = await self._client.post(upstream.url + "/extras/tokenize", json={"input": text}, timeout=5.0)
+                count = len(r.json()["tokens"]) if r.status_code == 200 else None
+            else:
+                body = {"model": self.model_id, "prompt": text, "add_special_tokens": False}
+                r = await self._client.post(upstream.url + "/tokenize", json=body, timeout=5.0)
+                count = int(r.json()["count"]) if r.status_code == 200 else None
+        if count is None:
+            ids = await asyncio.to_thread(self.counter.ids, text)
+            count = len(ids) if ids is not None else max(1, len(text) // 4)
+        self._token_counts[text] = count
+        return count
 
     # -- routing -------------------------------------------------------------------------------
 
-    def _pick(self, exclude: set[str] | None = None) -> Upstream:
-        candidates = [u for u in self.upstreams if u.healthy and u.url not in (exclude or set())]
+    def _pick(self, exclude: set[str]) -> Upstream:
+        candidates = [u for u in self.upstreams if u.healthy and u.url not in exclude]
         if not candidates:
             raise WorkerUnavailable("no healthy model worker")
         return min(candidates, key=lambda u: u.load)
 
-    async def _open(self, body: dict[str, Any]) -> tuple[Upstream, httpx.Response]:
+    async def _open(
+        self,
+        build: Callable[[EngineProfile], tuple[str, dict[str, Any]]],
+        prefer: Upstream | None = None,
+    ) -> tuple[Upstream, httpx.Response]:
         if not self._ready:
             raise NotReady("no model worker has answered yet")
         tried: set[str] = set()
         while True:
-            upstream = self._pick(tried)
+            if prefer is not None and prefer.healthy and prefer.url not in tried:
+                upstream = prefer
+            else:
+                upstream = self._pick(tried)
             tried.add(upstream.url)
-            request = self._client.build_request("POST", upstream.url + "/v1/chat/completions", json=body)
+            path, body = build(upstream.profile or EngineProfile())
+            if upstream.slots is not None:
+                await upstream.slots.acquire()
+            upstream.in_flight += 1
+            request = self._client.build_request("POST", upstream.url + path, json=body)
             try:
                 response = await self._client.send(request, stream=True)
             except httpx.TransportError as exc:
+                self._unlease(upstream)
                 upstream.healthy = False
                 log.warning("worker_failover", url=upstream.url, error=str(exc))
                 continue
             if response.status_code == 200:
                 return upstream, response
-            detail = (await response.aread()).decode("utf-8", "replace")[:300]
+            detail = (await response.aread()).decode("utf-8", "replace")[:500]
             await response.aclose()
+            self._unlease(upstream)
             if 400 <= response.status_code < 500:
-                raise RequestError(f"the model worker refused the request: {detail}")
+                raise _refusal(detail)
             upstream.healthy = False
             log.warning("worker_failover", url=upstream.url, status=response.status_code)
+
+    def _unlease(self, upstream: Upstream) -> None:
+        upstream.in_flight -= 1
+        if upstream.slots is not None:
+            upstream.slots.release()
+
+    async def release(self, upstream: Upstream, response: httpx.Response) -> None:
+        """A stream's request is over (ended, cancelled or cut): the upstream sees the disconnect."""
+        self._unlease(upstream)
+        await response.aclose()
+
+    # -- health --------------------------------------------------------------------------------
 
     async def _poll_forever(self) -> None:
         while True:
@@ -261,14 +321,52 @@ class RemoteWorker:
 
     async def _poll_once(self) -> None:
         for up in self.upstreams:
+            if up.profile is None:
+                await self._discover(up)
+                continue
             try:
-                r = await self._client.get(up.url + "/healthz", timeout=2.0)
-                if r.status_code == 404:  # vLLM answers /health with an empty body
-                    r = await self._client.get(up.url + "/health", timeout=2.0)
-                info = r.json() if r.status_code == 200 and r.content else {}
-                up.healthy = r.status_code == 200 and info.get("ready", True) is not False
-                up.reported_queue = int(info.get("queue_depth", 0))
-                up.reported_load = up.reported_queue + int(info.get("active", 0))
+                await self._check(up)
             except (httpx.HTTPError, ValueError):
                 up.healthy = False
         self._ready = self._ready or any(u.healthy for u in self.upstreams)
+
+    async def _discover(self, up: Upstream) -> None:
+        profile = await discover(self._client, up.url)
+        if profile is None:
+            up.healthy = False
+            return
+        up.profile, up.healthy = profile, True
+        if profile.max_concurrency is not None:
+            up.slots = asyncio.Semaphore(profile.max_concurrency)
+        if not any(u.profile for u in self.upstreams if u is not up):  # the first engine found names the model
+            self.model_id = profile.model_id or self.model_id
+            self.context_length = profile.context_length or self.context_length
+        log.info("engine_found", url=up.url, engine=profile.kind, model=profile.model_id, notes=profile.notes)
+
+    async def _check(self, up: Upstream) -> None:
+        assert up.profile is not None
+        r = await self._client.get(up.url + up.profile.health_path, timeout=2.0)
+        up.healthy = r.status_code == 200
+        if up.profile.kind == "stopgate" and up.healthy:
+            info = r.json()
+            up.healthy = info.get("ready", True) is not False
+            up.reported_queue = int(info.get("queue_depth", 0))
+            up.reported_load = up.reported_queue + int(info.get("active", 0))
+        elif up.profile.kind == "vllm" and up.healthy:
+            m = await self._client.get(up.url + "/metrics", timeout=2.0)
+            if m.status_code == 200:
+                running, waiting = vllm_load(m.text)
+                up.reported_queue, up.reported_load = waiting, running + waiting
+
+
+def _refusal(detail: str) -> RequestError:
+    """An engine's 4xx as the client's 400, with the engine's message and ``param`` when it names one."""
+    import json
+
+    message, param = detail, None
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        error = json.loads(detail).get("error") or {}
+        if isinstance(error, dict):
+            message = str(error.get("message") or detail)
+            param = error.get("param")
+    return RequestError(f"the model worker refused the request: {message}", param=param)

@@ -1,0 +1,154 @@
+"""``RemoteTokenStream``: one generation on an upstream engine, read as ``TokenEvent``s.
+
+A stream may have several legs: ``RemoteWorker.end_thinking`` cancels the running request and
+continues the assistant message in a new one; the same stream object then goes on with the new
+leg's events (answer phase). Reading goes on after ``finish_reason`` until the engine's trailing
+usage chunk (prompt tokens, the engine's own completion count) or the end of the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from gateway.errors import WorkerError
+from gateway.worker.protocol import ChatMessage, FinishReason, SamplingParams, TokenEvent
+from gateway.worker.remote_chunks import ChunkReader
+
+if TYPE_CHECKING:
+    from gateway.worker.remote import RemoteWorker, Upstream
+
+_FINISH: dict[str, FinishReason] = {"length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}
+
+
+class RemoteTokenStream:
+    def __init__(
+        self,
+        worker: RemoteWorker,
+        upstream: Upstream,
+        response: httpx.Response,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        reader: ChunkReader,
+    ) -> None:
+        self._worker = worker
+        self.upstream = upstream
+        self._response = response
+        self.messages = list(messages)
+        self.params = params
+        self.reader = reader
+        self.prompt_tokens = 0
+        self.finish_reason: FinishReason | None = None
+        self.engine_completion_tokens: int | None = None  # the engine's usage figure for the last leg
+        self.events = 0
+        self.appended_tokens = 0  # forced-end text appended to the generation (thinking)
+        self._leg = 0
+        self._ready: deque[TokenEvent] = deque()
+        self._cancelled = False
+        self._released = False
+        self._ended = False  # a forced end with no continuation (no budget left, or none possible)
+
+    @property
+    def text(self) -> list[str]:
+        """The raw generated text so far, markers included, as one item (what probes continue)."""
+        return [self.reader.raw_text]
+
+    @property
+    def remaining(self) -> int:
+        """Tokens of the request's budget not yet generated (both phases, appended text included)."""
+        return self.params.max_tokens - self.events - self.appended_tokens
+
+    async def __aiter__(self) -> AsyncIterator[TokenEvent]:
+        try:
+            while True:
+                leg = self._leg
+                async with contextlib.aclosing(self._read_leg(self._response, leg)) as events:
+                    async for event in events:
+                        yield event
+                        if self._cancelled or self._leg != leg:
+                            break
+                while self._ready:  # the pieces a forced end resolved, before the next leg's
+                    event = self._ready.popleft()
+                    self.events += 1
+                    yield event
+                if self._cancelled or self._ended or self._leg == leg:
+                    break
+            if not self._cancelled:
+                for event in self.reader.finish():
+                    self.events += 1
+                    yield event
+        except httpx.HTTPError as exc:
+            if not self._cancelled:
+                raise WorkerError(f"upstream {self.upstream.url} broke off: {exc}") from exc
+        finally:
+            if self._cancelled:
+                self.finish_reason = "cancelled"
+            await self._release()
+
+    async def _read_leg(self, response: httpx.Response, leg: int) -> AsyncGenerator[TokenEvent, None]:
+        async for line in response.aiter_lines():
+            if self._cancelled or self._leg != leg:
+                return
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            chunk = json.loads(data)
+            if "error" in chunk:
+                error = chunk["error"]
+                message = error.get("message", error) if isinstance(error, dict) else error
+                raise WorkerError(f"upstream error: {message}")
+            if usage := chunk.get("usage"):
+                self._usage(usage, leg)
+            for choice in chunk.get("choices") or []:
+                if choice.get("index", 0) != 0:
+                    continue
+                for event in self.reader.read(choice):
+                    self.events += 1
+                    self._worker.tokens_generated += 1
+                    yield event
+                if reason := choice.get("finish_reason"):
+                    self.finish_reason = _FINISH.get(reason, "stop")
+
+    def _usage(self, usage: dict[str, Any], leg: int) -> None:
+        if leg == 0 and usage.get("prompt_tokens"):
+            self.prompt_tokens = int(usage["prompt_tokens"])
+        if usage.get("completion_tokens") is not None:
+            self.engine_completion_tokens = int(usage["completion_tokens"])
+
+    def cancel(self) -> None:
+        """Closing the HTTP response is how the upstream learns to stop (it sees the disconnect)."""
+        if not self._cancelled:
+            self._cancelled = True
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(self._release())
+
+    # -- legs (used by RemoteWorker.end_thinking) -----------------------------------------------
+
+    async def cut(self, text: str) -> None:
+        """End the running leg (the upstream stops generating) and append ``text`` to the raw text."""
+        self._leg += 1
+        await self._release()
+        self._ready.extend(self.reader.end_thinking(text))
+
+    def end(self, reason: FinishReason) -> None:
+        """No continuation follows a cut: the stream ends after the pending events."""
+        self._ended = True
+        self.finish_reason = reason
+
+    def resume(self, upstream: Upstream, response: httpx.Response) -> None:
+        """Go on with a continuation request's response."""
+        self.upstream, self._response, self._released = upstream, response, False
+        self.finish_reason = None
+
+    async def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            await self._worker.release(self.upstream, self._response)
