@@ -142,7 +142,7 @@ async def test_runner_rolls_back_a_version_whose_fresh_samples_fall_below(
         source="admin",
     )
     assert loose is not None and aggressive is not None
-    one_sentence = len("Sentence number 1 says something 1.".split(" "))
+    one_sentence = 6  # "Sentence number 1 says something 1."
     await drained(store, [sample(i, aggressive.version, stopped_at=one_sentence) for i in range(20)])
     reports = await runner.tick()
     assert [r["action"] for r in reports] == ["rollback"]
