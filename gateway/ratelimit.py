@@ -22,17 +22,13 @@ import math
 import time
 
 import redis.asyncio as aioredis
-import redis.exceptions
 import structlog
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from gateway.errors import RateLimited
+from gateway.redis import REDIS_ERRORS, connect
 
 log = structlog.get_logger(__name__)
-
-REDIS_ERRORS = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
 
 DEFAULT_PREFIX = "stopgate:ratelimit"
 
@@ -136,12 +132,7 @@ class RateLimiter:
         if not self.enabled or self._client is not None:
             return
         assert self.redis_url
-        self._client = aioredis.Redis.from_url(
-            self.redis_url,
-            socket_timeout=self.timeout_s,
-            socket_connect_timeout=self.timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._client = connect(self.redis_url, timeout=self.timeout_s)
         self._check = self._client.register_script(_CHECK)
         self._record = self._client.register_script(_RECORD)
 

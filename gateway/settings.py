@@ -42,6 +42,11 @@ class Settings:
     rate_limit_tpm: int = 0
     log_level: str = "info"
     log_prompts: bool = False
+    log_format: str = "auto"  # auto (console on a terminal, else JSON) | json | console
+    # SIGTERM: in-flight streams may finish for this long, then end with an error frame.
+    drain_seconds: int = 30
+    # Which wins on start when a policy file and the store's active version differ: store | files.
+    policies_source: str = "store"
     # Bounds on requests, enforced at the HTTP edge.
     max_body_bytes: int = 1_000_000
     default_max_tokens: int = 512
@@ -85,6 +90,10 @@ class Settings:
             raise ConfigError("STOPGATE_RATE_LIMIT_RPM / _TPM must be >= 0")
         if self.max_batch_size < 1:
             raise ConfigError("STOPGATE_MAX_BATCH_SIZE must be >= 1")
+        if self.drain_seconds < 0:
+            raise ConfigError("STOPGATE_DRAIN_SECONDS must be >= 0")
+        if self.policies_source not in ("store", "files"):
+            raise ConfigError(f"STOPGATE_POLICIES_SOURCE must be store or files, not {self.policies_source!r}")
         if len(self.think_markers) != 2 or not all(self.think_markers) or len(set(self.think_markers)) != 2:
             raise ConfigError("STOPGATE_THINK_MARKERS must be two distinct markers: start,end")
         if min(self.autopilot_max_samples, self.autopilot_max_sample_age_s, self.autopilot_tune_every) < 1:

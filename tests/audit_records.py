@@ -40,6 +40,8 @@ def build_record(request_id: str = "req-1", **fields: Any) -> AuditRecord:
         "duration_ms": 500.0,
         "client_disconnected": False,
         "error": None,
+        "reasoning_tokens": 0,
+        "thinking_stop_rule": None,
     }
     values.update(fields)
     return AuditRecord(**values)

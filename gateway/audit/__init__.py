@@ -1,9 +1,11 @@
 """The audit trail: one typed record per request, delivered off the hot path to a JSON lines file and
 a Redis Stream, readable back through filters and per-domain summaries.
 
-``record`` (the record and the draft the pipeline fills in), ``log`` (``AuditLog``: queue, writer,
-outage spill), ``sinks`` (file, stream, spill), ``query`` (filters, summary), ``logging`` (structlog
-setup for the whole app).
+``record`` (the record and the draft the pipeline fills in), ``log`` (``AuditLog``: queue and writer),
+``chain`` (the per-writer hash chain and its check), ``sinks`` (the JSON lines file), ``stream`` (the
+Redis Stream: writes and reads), ``spill`` (the on-disk spill and its replay), ``filters`` and
+``query`` (reading back, summaries), ``verify`` (``stopgate audit verify``). The app's log setup is
+``gateway.logs``.
 """
 
 from gateway.audit.log import AuditLog

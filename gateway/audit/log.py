@@ -1,12 +1,12 @@
 """``AuditLog``: takes one record per request without blocking and delivers it to every sink.
 
-``submit`` only puts the record on a bounded in-memory queue (or, when that is full, appends it to
-the on-disk spill): it never blocks, never raises, and costs a few microseconds, so the token hot
-path never waits for I/O. One background task encodes records once, appends them to the JSON lines
-file and adds them to the Redis Stream. While Redis is unreachable, records owed to the stream go to
-the spill on disk; once a ping succeeds the spill is replayed (the stream sink deduplicates by
-request_id, so replays never duplicate). Spill segments outlive the process: the next ``AuditLog``
-on the same ``spill_dir`` delivers them.
+``submit`` only puts the record on a bounded in-memory queue (or, when that is full, parks it in the
+on-disk spill): it never blocks, never raises, and costs a few microseconds, so the token hot path
+never waits for I/O. One background task encodes records, seals each into this writer's hash chain
+(``gateway.audit.chain``), appends them to the JSON lines file and adds the same lines to the Redis
+Stream. While Redis is unreachable, lines owed to the stream go to the spill, in order; once a ping
+succeeds the spill is replayed (the stream deduplicates by request_id, so replays never duplicate).
+Spill segments outlive the process: the next ``AuditLog`` on the same ``spill_dir`` delivers them.
 """
 
 from __future__ import annotations
@@ -17,26 +17,21 @@ import threading
 import time
 from pathlib import Path
 
-import msgspec
 import structlog
 
-from gateway.audit.query import AuditFilter, QueryResult, query_file, query_stream
+from gateway.audit.chain import Chain
+from gateway.audit.filters import AuditFilter, QueryResult
+from gateway.audit.query import query_file
 from gateway.audit.record import AuditRecord, encode_record
-from gateway.audit.sinks import (
-    DEFAULT_STREAM_KEY,
-    REDIS_ERRORS,
-    Item,
-    JsonLinesSink,
-    RedisStreamSink,
-    SpillStore,
-    item_from_line,
-)
+from gateway.audit.sinks import Item, JsonLinesSink
+from gateway.audit.spill import Spill
+from gateway.audit.stream import DEFAULT_STREAM_KEY, RedisStreamSink
 from gateway.errors import ConfigError
+from gateway.redis import REDIS_ERRORS, describe_error
 
 log = structlog.get_logger("stopgate.audit")
 
 SCAN_INTERVAL_S = 30.0  # how often to look for spill segments that ended processes left behind
-DRAIN_BUDGET = 5000  # records replayed per round, so new records keep flowing during a long replay
 
 
 class AuditLog:
@@ -55,21 +50,18 @@ class AuditLog:
         retry_interval_s: float = 1.0,
         redis_timeout_s: float = 2.0,
         batch_size: int = 256,
+        writer_id: str | None = None,
     ) -> None:
         self.jsonl_path = Path(jsonl_path)
         self._queue: asyncio.Queue[AuditRecord | None] = asyncio.Queue(maxsize=queue_size)
         self._jsonl = JsonLinesSink(self.jsonl_path)
-        self._stream = None
+        self._chain = Chain(writer_id)
+        self._stream: RedisStreamSink | None = None
         if redis_url:
             self._stream = RedisStreamSink(
-                redis_url,
-                key=stream_key,
-                maxlen=stream_maxlen,
-                dedup_ttl_s=dedup_ttl_s,
-                timeout_s=redis_timeout_s,
+                redis_url, key=stream_key, maxlen=stream_maxlen, dedup_ttl_s=dedup_ttl_s, timeout_s=redis_timeout_s
             )
-        self._spill = SpillStore(Path(spill_dir))
-        self._spill_lock = threading.Lock()  # submit may spill from a foreign thread
+        self._spill = Spill(Path(spill_dir))
         self._retry_interval_s = retry_interval_s
         self._batch_size = batch_size
         self._redis_error: str | None = None
@@ -81,13 +73,14 @@ class AuditLog:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False
-        # Counters (for /metrics): delivered to every sink / ever spilled to disk / already in the
-        # stream when replayed / lost for good (the disk refused the spill) / unreadable spill lines.
+        # Counters (for /metrics): delivered to every sink / already in the stream when replayed.
         self.written = 0
-        self.spilled = 0
         self.duplicates = 0
-        self.failed = 0
-        self.corrupt = 0
+        self._unencodable = 0
+
+    @property
+    def writer_id(self) -> str:
+        return self._chain.writer
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -127,11 +120,10 @@ class AuditLog:
             record = self._queue.get_nowait()
             if record is not None:
                 leftovers.append(record)
-        self._spill_records(leftovers)
         self._closed = True
+        self._spill_records(leftovers)
         self._jsonl.close()
-        with self._spill_lock:
-            self._spill.close()
+        self._spill.close()
         if self._stream is not None:
             with contextlib.suppress(*REDIS_ERRORS):
                 await self._stream.close()
@@ -162,13 +154,14 @@ class AuditLog:
         try:
             self._spill_records([record])
         except Exception:
-            self.failed += 1
+            self._spill.failed += 1
             log.exception("audit_record_lost", request_id=getattr(record, "request_id", None))
 
     def _spill_records(self, records: list[AuditRecord]) -> None:
         """Park records owed to every sink on disk; the writer (this process's or the next) delivers them."""
         if records:
-            self._spill_items("pending", self._encode(records))
+            # With no writer left here, release the segment so that the next process claims it at once.
+            self._spill.park("pending", self._encode(records), release=self._closed)
 
     def _encode(self, records: list[AuditRecord]) -> list[Item]:
         """Encode each record; one the pipeline filled with an unencodable value is counted and logged."""
@@ -177,7 +170,7 @@ class AuditLog:
             try:
                 items.append((record.request_id, encode_record(record)))
             except Exception as exc:
-                self.failed += 1
+                self._unencodable += 1
                 log.error(
                     "audit_record_unencodable",
                     request_id=getattr(record, "request_id", None),
@@ -185,23 +178,24 @@ class AuditLog:
                 )
         return items
 
-    def _spill_items(self, kind: str, items: list[Item]) -> None:
-        try:
-            with self._spill_lock:
-                self._spill.append(kind, items)
-                if self._closed:  # no writer left here: let the next process claim it at once
-                    self._spill.rotate(kind)
-            self.spilled += len(items)
-        except OSError:
-            self.failed += len(items)
-            log.exception("audit_spill_failed", records=len(items), spill_dir=str(self._spill.directory))
-
     # ---- health and counters -----------------------------------------------------------------
 
     @property
     def pending(self) -> int:
         """Records accepted but not yet in every sink (queued in memory or spilled to disk)."""
-        return self._queue.qsize() + sum(self._spill.counts.values())
+        return self._queue.qsize() + self._spill.total
+
+    @property
+    def spilled(self) -> int:
+        return self._spill.spilled
+
+    @property
+    def failed(self) -> int:
+        return self._spill.failed + self._unencodable
+
+    @property
+    def corrupt(self) -> int:
+        return self._spill.corrupt
 
     @property
     def healthy(self) -> bool:
@@ -215,7 +209,7 @@ class AuditLog:
             return "audit writer stopped"
         if self._redis_error is not None:
             return f"redis unreachable for the audit stream ({self._redis_error}); records spilled to disk"
-        backlog = self._spill.counts["stream"]
+        backlog = self._spill.count("stream")
         if backlog:
             return f"{backlog} audit records waiting on disk for the Redis stream"
         return None
@@ -236,7 +230,7 @@ class AuditLog:
         """Records matching ``flt`` from the Redis Stream; from the JSON lines file without Redis."""
         if self._stream is not None and self._redis_error is None:
             with contextlib.suppress(*REDIS_ERRORS):
-                return await query_stream(self._stream.client, self._stream.key, flt)
+                return await self._stream.query(flt)
         return await asyncio.to_thread(query_file, self.jsonl_path, flt)
 
     # ---- the writer task ---------------------------------------------------------------------
@@ -262,7 +256,7 @@ class AuditLog:
                 log.exception("audit_writer_error")
                 # A bug, not an outage: keep the records (a JSON lines duplicate beats a loss).
                 self._spill_records(batch)
-                self._spill_items("pending", items)
+                self._spill.park("pending", items)
                 await asyncio.sleep(0.1)
 
     async def _take_batch(self) -> list[AuditRecord]:
@@ -288,33 +282,35 @@ class AuditLog:
         due = self._next_scan
         if self._stream is not None and self._redis_error is not None:
             due = min(due, self._next_retry)
-        elif any(self._spill.counts.values()):
+        elif self._spill.total:
             due = min(due, now + self._retry_interval_s) if self._stalled else now
         return max(0.0, due - now)
 
-    async def _deliver(self, items: list[Item], *, jsonl: bool = True) -> None:
-        if jsonl:
-            try:
-                self._jsonl.write(items)
-            except OSError:
-                log.exception("audit_jsonl_write_failed", path=str(self.jsonl_path), records=len(items))
-        if self._stream is None:
-            self.written += len(items)
-            return
-        if self._redis_error is not None or self._spill.counts["stream"]:
-            self._spill_items("stream", items)  # behind the backlog: replayed in order
-            return
+    async def _deliver(self, items: list[Item]) -> bool:
+        """Seal the items into the chain, append them to the file, then add them to the stream."""
+        sealed = [(request_id, self._chain.seal(line)) for request_id, line in items]
         try:
-            added = await self._stream.add_many(items)
+            self._jsonl.write(sealed)
+        except OSError:
+            log.exception("audit_jsonl_write_failed", path=str(self.jsonl_path), records=len(sealed))
+        if self._stream is None:
+            self.written += len(sealed)
+            return True
+        if self._redis_error is not None or self._spill.count("stream"):
+            self._spill.park("stream", sealed)  # behind the backlog: replayed in order
+            return True
+        try:
+            added = await self._stream.add_many(sealed)
         except REDIS_ERRORS as exc:
             self._mark_down(exc)
-            self._spill_items("stream", items)
-            return
+            self._spill.park("stream", sealed)
+            return True
         except asyncio.CancelledError:
-            self._spill_items("stream", items)  # maybe added already: the replay deduplicates
+            self._spill.park("stream", sealed)  # maybe added already: the replay deduplicates
             raise
-        self.written += len(items)
-        self.duplicates += len(items) - added
+        self.written += len(sealed)
+        self.duplicates += len(sealed) - added
+        return True
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -328,41 +324,18 @@ class AuditLog:
                 self._mark_down(exc)
             else:
                 self._redis_error = None
-                log.info("audit_redis_reconnected", backlog=self._spill.counts["stream"])
+                log.info("audit_redis_reconnected", backlog=self._spill.count("stream"))
         progressed = True
-        if self._stream is not None and self._redis_error is None and (scan or self._spill.counts["stream"]):
-            progressed = await self._drain("stream")
-        if (scan or self._spill.counts["pending"]) and self._queue.qsize() < self._queue.maxsize // 2:
-            progressed = await self._drain("pending") and progressed
+        if self._stream is not None and self._redis_error is None and (scan or self._spill.count("stream")):
+            progressed = await self._spill.drain("stream", self._replay_to_stream)
+        if (scan or self._spill.count("pending")) and self._queue.qsize() < self._queue.maxsize // 2:
+            progressed = await self._spill.drain("pending", self._deliver) and progressed
         self._stalled = not progressed
 
-    async def _drain(self, kind: str) -> bool:
-        """Replay spill segments of ``kind``; False when nothing could be done (locked or Redis down)."""
-        done = 0
-        blocked = False
-        for path in self._spill.segments(kind):
-            if done >= DRAIN_BUDGET or (kind == "stream" and self._redis_error is not None):
-                return done > 0
-            with self._spill.claim(path) as lines:
-                if lines is None:
-                    blocked = True
-                    continue
-                items = self._parse(lines)
-                if kind == "stream":
-                    if not await self._replay_to_stream(items):
-                        return done > 0
-                else:
-                    await self._deliver(items)
-                with self._spill_lock:
-                    self._spill.done(path, len(lines))
-                done += len(lines)
-        if not blocked:
-            with self._spill_lock:
-                self._spill.reset_count(kind)
-        return done > 0 or not blocked
-
     async def _replay_to_stream(self, items: list[Item]) -> bool:
-        assert self._stream is not None
+        """Lines already in the file (sealed), owed to the stream; False when Redis is down again."""
+        if self._stream is None or self._redis_error is not None:
+            return False
         for start in range(0, len(items), self._batch_size):
             chunk = items[start : start + self._batch_size]
             try:
@@ -374,19 +347,8 @@ class AuditLog:
             self.duplicates += len(chunk) - added
         return True
 
-    def _parse(self, lines: list[bytes]) -> list[Item]:
-        items = []
-        for line in lines:
-            try:
-                items.append(item_from_line(line))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                self.corrupt += 1
-        if len(items) < len(lines):
-            log.error("audit_spill_corrupt_lines", skipped=len(lines) - len(items))
-        return items
-
     def _mark_down(self, exc: BaseException) -> None:
         if self._redis_error is None:
-            log.warning("audit_redis_unreachable", error=f"{type(exc).__name__}: {exc}")
-        self._redis_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("audit_redis_unreachable", error=describe_error(exc))
+        self._redis_error = describe_error(exc)
         self._next_retry = time.monotonic() + self._retry_interval_s

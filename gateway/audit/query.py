@@ -1,10 +1,8 @@
-"""Reading the audit trail back: filters over the Redis Stream or the JSON lines file, and summaries.
+"""Reading the audit trail back: filters over the JSON lines file (or the stream), and summaries.
 
-Stream entry ids are the milliseconds at which Redis received them, never earlier than the record's
-``ts`` (records are added after their request ends; replays after an outage later still), so a
-``since`` bound turns into an XREVRANGE lower bound (with some slack for clock skew) and every
-other bound is checked on the record itself. ``limit`` keeps the most recent matches. Both readers
-drop repeated request_ids (a crash between writing the file and clearing the spill may repeat one).
+The stream's own reads are ``RedisStreamSink``'s (``gateway.audit.stream``); ``read_trail`` picks the
+stream when Redis answers, else the file. Both readers drop repeated request_ids (a crash between
+writing the file and clearing the spill may repeat one). ``limit`` keeps the most recent matches.
 """
 
 from __future__ import annotations
@@ -12,115 +10,20 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import re
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
+from gateway.audit.filters import AuditFilter, QueryResult, finish_result, parse_time, record_time
 from gateway.audit.record import AuditRecord, decode_record
-from gateway.audit.sinks import DEFAULT_STREAM_KEY, REDIS_ERRORS, RedisStreamSink
-from gateway.errors import RequestError
+from gateway.audit.stream import DEFAULT_STREAM_KEY, RedisStreamSink
+from gateway.redis import REDIS_ERRORS
 
-CLOCK_SLACK_MS = 300_000  # gateway and Redis clocks may disagree; scan this much further back
-PAGE = 1000
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_time(text: str, *, param: str = "since", now: datetime | None = None) -> datetime:
-    """An ISO 8601 time (``Z``, an offset, or naive = UTC) or a span back from now: ``15m``, ``2h``."""
-    value = text.strip()
-    rel = _RELATIVE.match(value)
-    if rel:
-        return (now or datetime.now(UTC)) - timedelta(seconds=float(rel.group(1)) * _UNITS[rel.group(2)])
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        message = f"{param}: not an ISO 8601 time or a span like 15m: {text!r}"
-        raise RequestError(message, param=param) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def record_time(record: AuditRecord) -> datetime:
-    return parse_time(record.ts, param="ts")
-
-
-class AuditFilter(msgspec.Struct, frozen=True, kw_only=True):
-    """Which records to return. ``stop_rule="none"`` matches records that no rule stopped."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-    domain: str | None = None
-    stop_rule: str | None = None
-    limit: int | None = None  # the most recent N matches; None: all
-
-    def matches(self, record: AuditRecord) -> bool:
-        if self.domain is not None and record.domain != self.domain:
-            return False
-        if self.stop_rule is not None:
-            wanted = None if self.stop_rule == "none" else self.stop_rule
-            if record.stop_rule != wanted:
-                return False
-        if self.since is not None or self.until is not None:
-            try:
-                moment = record_time(record)
-            except RequestError:
-                return False
-            if self.since is not None and moment < self.since:
-                return False
-            if self.until is not None and moment > self.until:
-                return False
-        return True
-
-
-class QueryResult(msgspec.Struct, kw_only=True):
-    """Matching records, oldest first; ``skipped`` counts lines or entries that were not valid records."""
-
-    records: list[AuditRecord]
-    skipped: int = 0
-    source: str = ""
-
-
-def _finish(matches: Iterable[AuditRecord], skipped: int, source: str) -> QueryResult:
-    ordered = sorted(matches, key=lambda r: (r.ts, r.request_id))
-    return QueryResult(records=ordered, skipped=skipped, source=source)
-
-
-async def query_stream(client: Any, key: str, flt: AuditFilter) -> QueryResult:
-    """Newest entries first (XREVRANGE), page by page, until ``limit`` matches or the ``since`` bound."""
-    low = "-"
-    if flt.since is not None:
-        low = str(max(0, int(flt.since.timestamp() * 1000) - CLOCK_SLACK_MS))
-    high = "+"
-    seen: set[str] = set()
-    out: list[AuditRecord] = []
-    skipped = 0
-    while True:
-        entries = await client.xrevrange(key, max=high, min=low, count=PAGE)
-        for _, fields in entries:
-            raw = fields.get(b"record", fields.get("record"))
-            try:
-                record = decode_record(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
-                skipped += 1
-                continue
-            if record.request_id in seen:
-                continue
-            seen.add(record.request_id)
-            if flt.matches(record):
-                out.append(record)
-                if flt.limit is not None and len(out) >= flt.limit:
-                    return _finish(out, skipped, f"redis stream {key}")
-        if len(entries) < PAGE:
-            return _finish(out, skipped, f"redis stream {key}")
-        last = entries[-1][0]
-        high = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+__all__ = ["AuditFilter", "QueryResult", "parse_time", "query_file", "read_trail", "record_time", "summary"]
 
 
 def iter_file(path: Path) -> Iterator[AuditRecord | None]:
@@ -149,7 +52,7 @@ def query_file(path: Path, flt: AuditFilter) -> QueryResult:
             seen.add(record.request_id)
             if flt.matches(record):
                 out.append(record)
-    return _finish(out, skipped, f"file {path}")
+    return finish_result(out, skipped, f"file {path}")
 
 
 async def read_trail(
@@ -159,47 +62,12 @@ async def read_trail(
     if redis_url:
         sink = RedisStreamSink(redis_url, key=key)
         try:
-            return await query_stream(sink.client, key, flt)
+            return await sink.query(flt)
         except REDIS_ERRORS as exc:
             print(f"stopgate: note: Redis unreachable ({exc}); reading {jsonl_path}", file=sys.stderr)
         finally:
             await sink.close()
     return await asyncio.to_thread(query_file, jsonl_path, flt)
-
-
-async def follow_stream(
-    redis_url: str, flt: AuditFilter, key: str = DEFAULT_STREAM_KEY, after: str = "$"
-) -> AsyncIterator[AuditRecord]:
-    """New stream entries as they arrive (XREAD BLOCK), forever."""
-    sink = RedisStreamSink(redis_url, key=key, timeout_s=10.0)
-    last = after
-    try:
-        while True:
-            reply: Any = await sink.client.xread({key: last}, block=2000, count=PAGE)
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                    try:
-                        record = decode_record(fields.get(b"record", b""))
-                    except (msgspec.DecodeError, msgspec.ValidationError):
-                        continue
-                    if flt.matches(record):
-                        yield record
-    finally:
-        await sink.close()
-
-
-async def latest_stream_id(redis_url: str, key: str = DEFAULT_STREAM_KEY) -> str:
-    """The id of the newest stream entry (``0-0`` for none): where a follow starts after a query."""
-    sink = RedisStreamSink(redis_url, key=key)
-    try:
-        newest = await sink.client.xrevrange(key, count=1)
-    finally:
-        await sink.close()
-    if not newest:
-        return "0-0"
-    entry_id = newest[0][0]
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
 def follow_file(path: Path, flt: AuditFilter, poll_s: float = 0.5) -> Iterator[AuditRecord]:

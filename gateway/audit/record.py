@@ -93,6 +93,10 @@ class AuditRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     duration_ms: float
     client_disconnected: bool
     error: AuditError | None
+    # Reasoning models: thinking tokens (within completion_tokens) and the rule that ended thinking early
+    # ("max_tokens" for the thinking budget); 0 / null for a request without a thinking phase.
+    reasoning_tokens: int
+    thinking_stop_rule: str | None
     # Online quality sampling: the length of the full (unstopped) generation and whether its answer
     # agreed with the one sent.
     full_completion_tokens: int | None = None
@@ -101,6 +105,11 @@ class AuditRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     prompt_text: str | None = None
     completion_text: str | None = None
     overrides: Overrides | None = None
+    # The hash chain (gateway.audit.chain): set by the writer on the delivered line, never by the pipeline.
+    writer: str | None = None
+    seq: int | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
 
 
 @dataclass(slots=True)
@@ -124,6 +133,8 @@ class AuditDraft:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     shadow: ShadowDecision | None = None
+    reasoning_tokens: int = 0
+    thinking_stop_rule: str | None = None
     client_disconnected: bool = False
     error: AuditError | None = None
     full_completion_tokens: int | None = None
@@ -170,6 +181,8 @@ class AuditDraft:
             duration_ms=round((now - self.started) * 1000, 3),
             client_disconnected=self.client_disconnected,
             error=self.error,
+            reasoning_tokens=self.reasoning_tokens,
+            thinking_stop_rule=self.thinking_stop_rule,
             full_completion_tokens=self.full_completion_tokens,
             answer_agreed=self.answer_agreed,
             prompt_text=self.prompt_text,

@@ -22,7 +22,7 @@ import msgspec
 
 from gateway.audit.log import AuditLog
 from gateway.audit.record import AuditRecord, ShadowDecision, utc_now_iso
-from gateway.audit.sinks import DEFAULT_STREAM_KEY, RedisStreamSink
+from gateway.audit.stream import DEFAULT_STREAM_KEY, RedisStreamSink
 from gateway.bench.server import local_redis
 from gateway.errors import ConfigError
 from gateway.redis_server import LocalRedis
@@ -90,6 +90,8 @@ def _record(i: int, run_id: str) -> AuditRecord:
         duration_ms=910.5,
         client_disconnected=False,
         error=None,
+        reasoning_tokens=0,
+        thinking_stop_rule=None,
     )
 
 

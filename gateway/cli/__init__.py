@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not structlog.is_configured():
         # Logs go to stderr as JSON; stdout is for the command's own output. serve/worker set their level.
-        from gateway.audit.logging import configure_logging
+        from gateway.logs import configure_logging
 
         configure_logging("warning")
     try:

@@ -1,15 +1,19 @@
-"""``stopgate audit tail|query|summary``: read the audit trail.
+"""``stopgate audit tail|query|summary|verify``: read and check the audit trail.
 
 Reads the Redis Stream when ``STOPGATE_REDIS_URL`` (or ``--redis-url``) is set, else the JSON lines
-file ``STOPGATE_AUDIT_LOG``. ``--format json`` prints one record per line on stdout.
+file ``STOPGATE_AUDIT_LOG``. ``--format json`` prints one record per line on stdout. ``verify`` walks
+the file's hash chains, and the stream's too when ``STOPGATE_REDIS_URL`` is set: exit 1 at the first
+edited, missing or reordered record.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,16 +22,16 @@ from gateway.audit.query import (
     AuditFilter,
     DomainSummary,
     follow_file,
-    follow_stream,
-    latest_stream_id,
     parse_time,
     read_trail,
     summary,
 )
 from gateway.audit.record import AuditRecord, encode_record
-from gateway.audit.sinks import REDIS_ERRORS
+from gateway.audit.stream import RedisStreamSink
+from gateway.audit.verify import verify_file, verify_stream
 from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.errors import RequestError, StoreUnavailable
+from gateway.redis import REDIS_ERRORS
 from gateway.settings import Settings
 
 _FLAGS = ("redis_url", "audit_log")
@@ -59,6 +63,17 @@ def register(subparsers: Any) -> None:
     summ.add_argument("--format", choices=("json", "table"), default="table")
     add_settings_flags(summ, only=_FLAGS)
     summ.set_defaults(handler=run_summary)
+
+    verify = sub.add_parser(
+        "verify", help="check the hash chains: exit 1 at the first edited, missing or reordered record"
+    )
+    verify.add_argument("--since", help="start at this time (ISO 8601 or a span: 15m, 2h); chains may begin mid-way")
+    verify.add_argument("--file", help="the JSON lines file to walk (default STOPGATE_AUDIT_LOG)")
+    verify.add_argument(
+        "--partial", action="store_true", help="the file may begin mid-chain (a rotated file's later part)"
+    )
+    add_settings_flags(verify, only=_FLAGS)
+    verify.set_defaults(handler=run_verify)
 
 
 def _filter_flags(parser: argparse.ArgumentParser, *, since: bool) -> None:
@@ -109,7 +124,7 @@ def run_tail(args: argparse.Namespace) -> int:
     start_after = None
     if url and args.follow:
         try:
-            start_after = asyncio.run(latest_stream_id(url))
+            start_after = asyncio.run(_latest_id(url))
         except REDIS_ERRORS as exc:
             note = f"Redis unreachable ({exc}); following {settings.audit_log}"
             print(f"stopgate: note: {note}", file=sys.stderr)
@@ -130,10 +145,40 @@ def run_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _latest_id(url: str) -> str:
+    sink = RedisStreamSink(url)
+    try:
+        return await sink.latest_id()
+    finally:
+        await sink.close()
+
+
 async def _follow_stream(url: str, flt: AuditFilter, after: str, printed: set[str], fmt: str) -> None:
-    async for record in follow_stream(url, flt, after=after):
-        if record.request_id not in printed:  # the query may already have shown it
-            _print([record], fmt)
+    sink = RedisStreamSink(url, timeout_s=10.0)
+    try:
+        async for record in sink.follow(flt, after=after):
+            if record.request_id not in printed:  # the query may already have shown it
+                _print([record], fmt)
+    finally:
+        await sink.close()
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Walk the file, then the stream (only with an explicit STOPGATE_REDIS_URL / --redis-url)."""
+    settings = settings_from_args(args)
+    since = parse_time(args.since, param="--since") if args.since else None
+    path = Path(args.file) if args.file else settings.audit_log
+    results = [verify_file(path, since=since, partial=args.partial)]
+    # Only a configured URL: a local server found on disk may hold another gateway's trail.
+    url = args.setting_redis_url or os.environ.get("STOPGATE_REDIS_URL", "")
+    if url and results[0].ok:
+        try:
+            results.append(asyncio.run(verify_stream(url, since=since)))
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"cannot read the Redis audit stream: {exc}") from exc
+    for result in results:
+        print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
+    return 0 if all(r.ok for r in results) else 1
 
 
 def run_summary(args: argparse.Namespace) -> int:

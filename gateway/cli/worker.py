@@ -1,4 +1,8 @@
-"""``stopgate worker --port P``: the model worker as its own OpenAI-compatible server."""
+"""``stopgate worker --port P``: the model worker as its own OpenAI-compatible server.
+
+SIGTERM: uvicorn stops accepting and lets running streams finish (up to ``STOPGATE_DRAIN_SECONDS``),
+then the process exits 0.
+"""
 
 from __future__ import annotations
 
@@ -14,19 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from gateway.app import create_worker_app
-    from gateway.audit.logging import configure_logging
+    from gateway.cli.serve import serve
+    from gateway.logs import adopt_library_loggers, configure_logging
 
     settings = settings_from_args(args)
-    configure_logging(settings.log_level)
-    uvicorn.run(
-        create_worker_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    configure_logging(settings.log_level, fmt=settings.log_format)
+    app = create_worker_app(settings)
+    adopt_library_loggers()  # Litestar applied its own logging config while the app was built
+    serve(app, settings.host, settings.port, settings.drain_seconds)
     return 0

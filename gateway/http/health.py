@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Response, get
+from litestar import Controller, Request, Response, get
 
+from gateway.errors import NotReady
 from gateway.services import Services
 
 
@@ -17,7 +18,10 @@ class HealthController(Controller):
         return {"status": "ok"}
 
     @get("/readyz", summary="Ready: model loaded; 'degraded' with reasons when Redis is unreachable")
-    async def readyz(self, services: Services) -> Response[dict[str, Any]]:
+    async def readyz(self, request: Request[Any, Any, Any], services: Services) -> Response[dict[str, Any]]:
+        drain = request.app.state.get("drain")
+        if drain is not None and drain.draining:  # SIGTERM: take this replica out of rotation at once
+            return Response({"status": "draining", "reasons": ["shutting down"]}, status_code=503)
         if not services.worker.ready:
             return Response({"status": "loading", "reasons": ["model is loading"]}, status_code=503)
         reasons = [
@@ -31,4 +35,6 @@ class HealthController(Controller):
 
     @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
     async def metrics(self, services: Services) -> Response[bytes]:
+        if services.metrics is None:
+            raise NotReady("metrics are not configured in this process")
         return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -15,14 +15,13 @@ import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from gateway.errors import RequestError
 from gateway.policy.schema import FIELD_NAMES, Policy, canonical_json, document_hash
+from gateway.redis import connect as connect  # re-exported: the store and the CLI import them from here
+from gateway.redis import redact as redact
 
 HISTORY_KEEP = 50
 DEFAULT_PREFIX = "stopgate:policy"
@@ -71,27 +70,6 @@ def pick_version(entries: list[PolicyVersion], domain: str, version: int) -> Pol
             return entry
     kept = ", ".join(str(e.version) for e in entries) or "none"
     raise RequestError(f"{domain!r} has no version {version} in its history (kept: {kept})", param="to_version")
-
-
-def redact(url: str) -> str:
-    """The Redis URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def connect(redis_url: str, *, timeout: float = 2.0) -> Redis:
-    """A client that fails fast: no silent retries, so every outage is seen (and resynced after)."""
-    return Redis.from_url(
-        redis_url,
-        retry=Retry(NoBackoff(), 0),
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        socket_keepalive=True,
-    )
 
 
 class PolicyRecords:

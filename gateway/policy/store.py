@@ -22,16 +22,16 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gateway.errors import ConfigError, DefinitionError, StoreUnavailable, UnknownDomain
 from gateway.policy.loader import load_policies_dir, parse_policy
 from gateway.policy.records import DEFAULT_PREFIX, PolicyRecords, PolicyVersion, connect, pick_version, redact
 from gateway.policy.schema import DEFAULT_DOMAIN, Policy
+from gateway.redis import REDIS_ERRORS
 
 log = structlog.get_logger(__name__)
 
-_REDIS_DOWN = (RedisError, OSError, asyncio.TimeoutError)
+_REDIS_DOWN = REDIS_ERRORS
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from gateway.audit import query as audit_query
+from gateway.audit import stream as audit_stream
 from gateway.audit.log import AuditLog
 from gateway.audit.query import AuditFilter
 from gateway.audit.record import AuditRecord, decode_record, utc_now_iso
@@ -86,7 +86,7 @@ async def test_the_same_request_is_added_once(tmp_path, redis_url):
 
 
 async def test_redis_outage_loses_and_duplicates_nothing(tmp_path, redis_url, redis_server: LocalRedis):
-    """Redis stopped mid-load and started again on the same port: every record in the stream once."""
+    """Redis stopped mid-load and started again on the same port: every record in the stream once, chain intact."""
     # The records from before the outage survive because LocalRedis saves on shutdown (--save);
     # the ones submitted during it are what the audit log itself must not lose.
     audit = new_log(tmp_path, redis_url)
@@ -112,6 +112,12 @@ async def test_redis_outage_loses_and_duplicates_nothing(tmp_path, redis_url, re
     assert sorted(ids) == sorted(f"r{i}" for i in range(100))
     assert len(ids) == len(set(ids)) == 100
     assert audit.counters()["written"] == 100
+    # The spill kept the chain: file and stream both verify, in delivery order.
+    from gateway.audit.verify import verify_file, verify_stream
+
+    assert verify_file(tmp_path / "audit.jsonl").ok
+    streamed = await verify_stream(redis_url)
+    assert streamed.ok and streamed.records == 100, streamed.summary()
 
 
 async def test_spill_survives_a_crashed_process(tmp_path, redis_url):
@@ -148,7 +154,7 @@ async def test_spill_survives_a_crashed_process(tmp_path, redis_url):
 
 async def test_stream_query_pages_and_filters(tmp_path, redis_url, monkeypatch):
     """Queries walk the stream newest first page by page; filters and limit apply across pages."""
-    monkeypatch.setattr(audit_query, "PAGE", 3)
+    monkeypatch.setattr(audit_stream, "PAGE", 3)
     audit = new_log(tmp_path, redis_url)
     await audit.start()
     for i in range(20):
@@ -209,3 +215,22 @@ async def test_closing_with_redis_down_keeps_records_for_later(tmp_path, redis_u
     await until(lambda: again.pending == 0 and again.written == n)
     await again.close()
     assert sorted(stream_ids(redis_url)) == sorted(f"late{i}" for i in range(n))
+
+
+async def test_verify_walks_the_stream_and_finds_a_removed_entry(tmp_path, redis_url):
+    """The stream holds the sealed lines: it verifies, and an XDEL'd entry is reported as missing."""
+    from gateway.audit.verify import verify_stream
+
+    audit = new_log(tmp_path, redis_url)
+    await audit.start()
+    for i in range(5):
+        audit.submit(build_record(f"v{i}"))
+    await audit.close()
+    result = await verify_stream(redis_url)
+    assert result.ok and result.records == 5, result.summary()
+    client = redis.Redis.from_url(redis_url)
+    entries = client.xrange("stopgate:audit")
+    client.xdel("stopgate:audit", entries[2][0])
+    client.close()
+    result = await verify_stream(redis_url)
+    assert not result.ok and "missing" in (result.problem or "")

@@ -42,12 +42,13 @@ DESIGN_FIELDS = {
     "client_disconnected",
     "error",
 }
+THINKING_FIELDS = {"reasoning_tokens", "thinking_stop_rule"}  # always written too (0 / null without thinking)
 
 
 def test_json_has_exactly_the_design_fields_when_optional_ones_are_unset(make_record):
     """Every DESIGN.md field is written (null when unknown); unset optional fields are left out."""
     data = json.loads(encode_record(make_record(domain=None, policy=None)))
-    assert set(data) == DESIGN_FIELDS
+    assert set(data) == DESIGN_FIELDS | THINKING_FIELDS
     assert data["domain"] is None and data["error"] is None and data["shadow"] is None
 
 

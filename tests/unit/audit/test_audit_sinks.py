@@ -7,7 +7,8 @@ import json
 import msgspec
 import pytest
 
-from gateway.audit.sinks import JsonLinesSink, SpillStore, item_from_line
+from gateway.audit.sinks import JsonLinesSink, item_from_line
+from gateway.audit.spill import SpillStore
 
 
 def items(*ids: str) -> list[tuple[str, bytes]]:

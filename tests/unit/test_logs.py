@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from gateway.audit.logging import configure_logging
 from gateway.errors import ConfigError
+from gateway.logs import configure_logging
 
 
 @pytest.fixture()
