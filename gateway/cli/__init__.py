@@ -16,7 +16,7 @@ import structlog
 
 from gateway.errors import StopgateError
 
-COMMANDS = ("serve", "worker", "classify", "policies", "audit", "bench", "calibrate")
+COMMANDS = ("serve", "worker", "classify", "policies", "audit", "bench", "calibrate", "autopilot")
 
 
 def build_parser() -> argparse.ArgumentParser:
