@@ -9,64 +9,62 @@ own Redis halfway for S seconds and checks that the stream ends with every recor
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from gateway.audit.log import AuditLog
+from gateway.audit.query import percentile
 from gateway.audit.record import AuditRecord, ShadowDecision, utc_now_iso
 from gateway.audit.stream import DEFAULT_STREAM_KEY, RedisStreamSink
 from gateway.bench.server import local_redis
 from gateway.errors import ConfigError
 from gateway.redis_server import LocalRedis
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--records", type=int, default=20_000, help="records to submit (default 20000)")
-    parser.add_argument("--burst", type=int, default=32, help="records submitted per loop turn (default 32)")
-    parser.add_argument("--rate", type=float, default=0.0, help="records per second; 0: as fast as possible")
-    parser.add_argument(
-        "--redis-url",
-        default=None,
-        help="write the stream here (a scratch key); default: start a local server",
-    )
-    parser.add_argument("--no-redis", action="store_true", help="JSON lines file only")
-    parser.add_argument(
-        "--outage",
-        type=float,
-        default=0.0,
-        help="stop the bench's own Redis halfway for this many seconds, then restart it",
-    )
-    parser.add_argument(
-        "--request-rate",
-        type=float,
-        default=100.0,
-        help="requests/s for the reported loop share (default 100)",
-    )
-    parser.add_argument("--json", dest="json_out", default=None, help="also write the results here")
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.outage and (args.redis_url or args.no_redis):
+@dataclass(frozen=True)
+class Options:
+    records: int = field(default=20_000, metadata={"help": "records to submit (default 20000)"})
+    burst: int = field(default=32, metadata={"help": "records submitted per loop turn (default 32)"})
+    rate: float = field(default=0.0, metadata={"help": "records per second; 0: as fast as possible"})
+    redis_url: str | None = field(
+        default=None, metadata={"help": "write the stream here (a scratch key); default: start a local server"}
+    )
+    no_redis: bool = field(default=False, metadata={"help": "JSON lines file only"})
+    outage: float = field(
+        default=0.0, metadata={"help": "stop the bench's own Redis halfway for this many seconds, then restart it"}
+    )
+    request_rate: float = field(
+        default=100.0, metadata={"help": "requests/s for the reported loop share (default 100)"}
+    )
+    json: Path | None = field(default=None, metadata={"help": "also write the results here"})
+
+
+def run(options: Options, settings: Settings | None = None) -> int:
+    """Settings are not used: the bench has its own Redis, file and stream key."""
+    if options.outage and (options.redis_url or options.no_redis):
         raise ConfigError("--outage needs the bench's own Redis (no --redis-url, no --no-redis)")
     with tempfile.TemporaryDirectory(prefix="stopgate-bench-audit-") as tmp, contextlib.ExitStack() as stack:
         server = None
-        url = None if args.no_redis else args.redis_url
-        if url is None and not args.no_redis:
+        url = None if options.no_redis else options.redis_url
+        if url is None and not options.no_redis:
             server = stack.enter_context(local_redis(Path(tmp) / "redis"))
             url = server.url
-        result = asyncio.run(_bench(args, Path(tmp), url, server))
+        result = asyncio.run(_bench(options, Path(tmp), url, server))
     text = msgspec.json.format(msgspec.json.encode(result), indent=2).decode()
     print(text)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
+    if options.json:
+        options.json.write_text(text + "\n")
     return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
 
 
@@ -95,23 +93,23 @@ def _record(i: int, run_id: str) -> AuditRecord:
     )
 
 
-async def _bench(args: argparse.Namespace, tmp: Path, url: str | None, server: LocalRedis | None) -> dict[str, Any]:
+async def _bench(options: Options, tmp: Path, url: str | None, server: LocalRedis | None) -> dict[str, Any]:
     run_id = f"{time.time_ns():x}"
-    key = f"stopgate:bench:{run_id}" if args.redis_url else DEFAULT_STREAM_KEY
+    key = f"stopgate:bench:{run_id}" if options.redis_url else DEFAULT_STREAM_KEY
     audit = AuditLog(tmp / "audit.jsonl", url, tmp / "spill", stream_key=key, retry_interval_s=0.25)
     await audit.start()
-    n = args.records
-    submit_ns: list[int] = []
-    interval = args.burst / args.rate if args.rate else 0.0
-    outage_at = n // 2 if args.outage else -1
+    n = options.records
+    submit_ns: list[float] = []  # ints (ns); typed for percentile()
+    interval = options.burst / options.rate if options.rate else 0.0
+    outage_at = n // 2 if options.outage else -1
     restart: asyncio.Task[None] | None = None
     cpu0, wall0 = time.process_time(), time.perf_counter()
     next_turn = wall0
-    for start in range(0, n, args.burst):
-        if start <= outage_at < start + args.burst and server is not None:
+    for start in range(0, n, options.burst):
+        if start <= outage_at < start + options.burst and server is not None:
             server.stop()
-            restart = asyncio.create_task(_restart_later(server, args.outage))
-        for i in range(start, min(n, start + args.burst)):
+            restart = asyncio.create_task(_restart_later(server, options.outage))
+        for i in range(start, min(n, start + options.burst)):
             record = _record(i, run_id)
             t = time.perf_counter_ns()
             audit.submit(record)
@@ -132,19 +130,19 @@ async def _bench(args: argparse.Namespace, tmp: Path, url: str | None, server: L
     lines = (tmp / "audit.jsonl").read_bytes().count(b"\n")
     in_stream, distinct = lines, lines
     if url:
-        in_stream, distinct = await _stream_count(url, key, scratch=args.redis_url is not None)
+        in_stream, distinct = await _stream_count(url, key, scratch=options.redis_url is not None)
     cpu_us = cpu / n * 1e6
     ordered = sorted(submit_ns)
     return {
         "records": n,
-        "burst": args.burst,
-        "rate": args.rate or None,
+        "burst": options.burst,
+        "rate": options.rate or None,
         "redis": url is not None,
-        "outage_s": args.outage or None,
+        "outage_s": options.outage or None,
         "submit_ns": {
             "mean": round(statistics.fmean(ordered)),
-            "p50": ordered[len(ordered) // 2],
-            "p99": ordered[int(len(ordered) * 0.99)],
+            "p50": percentile(ordered, 50),
+            "p99": percentile(ordered, 99),
             "max": ordered[-1],
         },
         "submit_phase_s": round(submitted_s, 3),
@@ -152,8 +150,8 @@ async def _bench(args: argparse.Namespace, tmp: Path, url: str | None, server: L
         "throughput_rps": round(n / wall),
         "loop_cpu_us_per_record": round(cpu_us, 2),
         "loop_share_at_request_rate": {
-            "requests_per_s": args.request_rate,
-            "pct": round(cpu_us * args.request_rate / 1e4, 4),
+            "requests_per_s": options.request_rate,
+            "pct": round(cpu_us * options.request_rate / 1e4, 4),
         },
         "counters": counters,
         "jsonl_lines": lines,

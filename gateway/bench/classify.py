@@ -8,65 +8,37 @@ through ``aclassify`` (micro-batches of up to ``--batch``) to report throughput.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from gateway.cli.common import add_settings_flags, settings_from_args
-from gateway.errors import RequestError
+from gateway.audit.query import percentile
+from gateway.offline.dataset import load_rows
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 
-class Row(msgspec.Struct):
-    query: str
-    domain: str
+SETTINGS = ("domains_dir", "data_dir")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="JSON lines with 'query' and 'domain'")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N rows")
-    parser.add_argument("--batch", type=int, default=32, help="largest micro-batch of the throughput pass")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="intra-op threads of the classification thread (default: the classifier's, 1)",
+@dataclass(frozen=True)
+class Options:
+    data: Path = field(metadata={"help": "JSON lines with 'query' and 'domain'"})
+    json: Path | None = field(default=None, metadata={"help": "write the figures here"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N rows"})
+    batch: int = field(default=32, metadata={"help": "largest micro-batch of the throughput pass"})
+    threads: int | None = field(
+        default=None, metadata={"help": "intra-op threads of the classification thread (default: the classifier's, 1)"}
     )
-    add_settings_flags(parser, only=("domains_dir", "data_dir"))
-
-
-def load_rows(path: Path, limit: int | None = None) -> list[Row]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise RequestError(f"cannot read {path}: {exc}", param="data") from exc
-    rows: list[Row] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(msgspec.json.decode(line, type=Row))
-        except msgspec.DecodeError as exc:
-            raise RequestError(f"{path}:{number}: {exc}", param="data") from exc
-        if limit is not None and len(rows) >= limit:
-            break
-    if not rows:
-        raise RequestError(f"{path}: no rows", param="data")
-    return rows
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def evaluate(gold: list[str], predicted: list[str], latencies_ms: list[float]) -> dict[str, Any]:
@@ -87,23 +59,22 @@ def evaluate(gold: list[str], predicted: list[str], latencies_ms: list[float]) -
         "domains": per,
         "confusion": {g: dict(sorted(c.items())) for g, c in sorted(confusion.items())},
         "latency_ms": {
-            "p50": percentile(latencies_ms, 0.50),
-            "p99": percentile(latencies_ms, 0.99),
+            "p50": percentile(latencies_ms, 50),
+            "p99": percentile(latencies_ms, 99),
             "mean": statistics.fmean(latencies_ms),
         },
     }
 
 
-def run(args: argparse.Namespace) -> int:
+def run(options: Options, settings: Settings) -> int:
     from gateway.classify import Classifier
 
-    settings = settings_from_args(args)
-    rows = load_rows(args.data, args.limit)
+    rows = load_rows(options.data, limit=options.limit)
     started = time.perf_counter()
-    if args.threads is None:
+    if options.threads is None:
         classifier = Classifier.from_settings(settings)
     else:
-        classifier = Classifier.from_settings(settings, threads=args.threads)
+        classifier = Classifier.from_settings(settings, threads=options.threads)
     load_s = time.perf_counter() - started
     threads = classifier.thread_count()
     try:
@@ -116,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             predicted.append(classifier.classify(row.query).domain)
             latencies.append((time.perf_counter() - t0) * 1000.0)
         t0 = time.perf_counter()
-        asyncio.run(_submit_all(classifier, [r.query for r in rows], args.batch))
+        asyncio.run(_submit_all(classifier, [r.query for r in rows], options.batch))
         batch_s = time.perf_counter() - t0
     finally:
         classifier.close()
@@ -128,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
     report["threads"] = threads
     report["load_average"] = _load_average()
     _print(report)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if options.json is not None:
+        options.json.parent.mkdir(parents=True, exist_ok=True)
+        options.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -8,13 +8,14 @@ target is <= 20 us per token per rule. No model, no network: it measures the eng
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.rules import (
@@ -30,6 +31,9 @@ from gateway.policy.rules import (
     Sentences,
 )
 from gateway.worker.protocol import ProbeResult, TokenEvent
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 TARGET_US = 20.0
 _NEVER = 10**9
@@ -117,21 +121,25 @@ def time_engine(rules: Sequence[RuleSpec], streams: list[list[TokenEvent]], roun
     return statistics.median(samples)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tokens", type=int, default=512, help="tokens per synthetic stream (default 512)")
-    parser.add_argument("--streams", type=int, default=40, help="streams per round (default 40)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+@dataclass(frozen=True)
+class Options:
+    tokens: int = field(default=512, metadata={"help": "tokens per synthetic stream (default 512)"})
+    streams: int = field(default=40, metadata={"help": "streams per round (default 40)"})
+    rounds: int = field(default=5, metadata={"help": "rounds; the median is reported (default 5)"})
+    json: Path | None = field(default=None, metadata={"help": "also write the figures as JSON here"})
 
 
-def run(args: argparse.Namespace) -> int:
-    streams = [synthetic_stream(args.tokens, seed) for seed in range(args.streams)]
-    base = time_engine([], streams, args.rounds)
-    per_rule = {name: time_engine([spec], streams, args.rounds) for name, spec in BENCH_RULES.items()}
-    everything = time_engine(list(BENCH_RULES.values()), streams, args.rounds)
+def run(options: Options, settings: Settings | None = None) -> int:
+    """The engine alone: no model, no settings used."""
+    streams = [synthetic_stream(options.tokens, seed) for seed in range(options.streams)]
+    base = time_engine([], streams, options.rounds)
+    per_rule = {name: time_engine([spec], streams, options.rounds) for name, spec in BENCH_RULES.items()}
+    everything = time_engine(list(BENCH_RULES.values()), streams, options.rounds)
     per_rule_all = everything / len(BENCH_RULES)
     worst = max(per_rule.values())
-    print(f"policy engine cost, {args.streams} x {args.tokens} synthetic tokens, median of {args.rounds} rounds")
+    print(
+        f"policy engine cost, {options.streams} x {options.tokens} synthetic tokens, median of {options.rounds} rounds"
+    )
     print(f"{'rule':<16}{'us/token':>10}{'over base':>11}")
     print(f"{'(budget only)':<16}{base:>10.2f}{'':>11}")
     for name, cost in per_rule.items():
@@ -141,11 +149,11 @@ def run(args: argparse.Namespace) -> int:
     ok = worst <= TARGET_US and per_rule_all <= TARGET_US
     verdict = "within" if ok else "OVER"
     print(f"worst single rule {worst:.2f} us/token: {verdict} the {TARGET_US:g} us/token/rule target")
-    if args.json is not None:
+    if options.json is not None:
         report = {
-            "tokens": args.tokens,
-            "streams": args.streams,
-            "rounds": args.rounds,
+            "tokens": options.tokens,
+            "streams": options.streams,
+            "rounds": options.rounds,
             "target_us": TARGET_US,
             "base_us": base,
             "rules_us": per_rule,
@@ -153,5 +161,5 @@ def run(args: argparse.Namespace) -> int:
             "all_rules_us_per_rule": per_rule_all,
             "within_target": ok,
         }
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        options.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0 if ok else 1

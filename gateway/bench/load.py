@@ -12,7 +12,6 @@ Targets (issue 8): zero 5xx, RSS growth <= 5 %.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ipaddress
@@ -25,15 +24,17 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from gateway.audit.query import percentile
 from gateway.bench.server import local_redis, serve
-from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 MAX_STREAMS = 512
 MAX_SECONDS = 3600
@@ -54,39 +55,42 @@ TEMPLATES = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--streams", type=int, default=16, help=f"concurrent streaming clients (<= {MAX_STREAMS})")
-    parser.add_argument("--seconds", type=float, default=60, help=f"how long clients start requests (<= {MAX_SECONDS})")
-    parser.add_argument("--max-tokens", type=int, default=64, help="max_tokens of every request")
-    parser.add_argument("--url", default=None, help="a running gateway on loopback (default: start one)")
-    parser.add_argument("--api-key", default=None, help="the API key for --url")
-    parser.add_argument("--pid", type=int, default=None, help="the --url gateway's process id, for RSS")
-    parser.add_argument("--drain", type=float, default=180, help="seconds in-flight requests get to finish")
-    parser.add_argument("--seed", type=int, default=0, help="prompt variation seed")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
-    add_settings_flags(parser, only=("model", "device", "data_dir", "max_batch_size"))
+SETTINGS = ("model", "device", "data_dir", "max_batch_size")
 
 
-def run(args: argparse.Namespace) -> int:
-    _check_bounds(args)
-    if args.url:
-        _require_loopback(args.url)
-        figures = asyncio.run(_load(args.url.rstrip("/"), args.api_key, args.pid, args))
+@dataclass(frozen=True)
+class Options:
+    streams: int = field(default=16, metadata={"help": f"concurrent streaming clients (<= {MAX_STREAMS})"})
+    seconds: float = field(default=60, metadata={"help": f"how long clients start requests (<= {MAX_SECONDS})"})
+    max_tokens: int = field(default=64, metadata={"help": "max_tokens of every request"})
+    url: str | None = field(default=None, metadata={"help": "a running gateway on loopback (default: start one)"})
+    api_key: str | None = field(default=None, metadata={"help": "the API key for --url"})
+    pid: int | None = field(default=None, metadata={"help": "the --url gateway's process id, for RSS"})
+    drain: float = field(default=180, metadata={"help": "seconds in-flight requests get to finish"})
+    seed: int = field(default=0, metadata={"help": "prompt variation seed"})
+    json: Path | None = field(default=None, metadata={"help": "write the figures here"})
+
+
+def run(options: Options, settings: Settings) -> int:
+    _check_bounds(options)
+    if options.url:
+        _require_loopback(options.url)
+        figures = asyncio.run(_load(options.url.rstrip("/"), options.api_key, options.pid, options))
     else:
-        with _own_gateway(args) as (url, key, pid):
-            figures = asyncio.run(_load(url, key, pid, args))
+        with _own_gateway(options, settings) as (url, key, pid):
+            figures = asyncio.run(_load(url, key, pid, options))
     _print(figures)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    if options.json:
+        options.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
 
-def _check_bounds(args: argparse.Namespace) -> None:
-    if not 1 <= args.streams <= MAX_STREAMS:
+def _check_bounds(options: Options) -> None:
+    if not 1 <= options.streams <= MAX_STREAMS:
         raise ConfigError(f"--streams must be between 1 and {MAX_STREAMS}")
-    if not 0 < args.seconds <= MAX_SECONDS:
+    if not 0 < options.seconds <= MAX_SECONDS:
         raise ConfigError(f"--seconds must be in (0, {MAX_SECONDS}]")
-    if args.max_tokens < 1:
+    if options.max_tokens < 1:
         raise ConfigError("--max-tokens must be >= 1")
 
 
@@ -105,9 +109,8 @@ def _require_loopback(url: str) -> None:
 
 
 @contextlib.contextmanager
-def _own_gateway(args: argparse.Namespace) -> Iterator[tuple[str, str, int]]:
+def _own_gateway(options: Options, settings: Settings) -> Iterator[tuple[str, str, int]]:
     """``stopgate serve`` on a free loopback port with its own Redis and audit log; yields url, key, pid."""
-    settings = settings_from_args(args)
     key = "bench-" + secrets.token_hex(8)
     with tempfile.TemporaryDirectory(prefix="stopgate-load-") as tmp, local_redis(Path(tmp) / "redis") as redis:
         env = {
@@ -117,7 +120,7 @@ def _own_gateway(args: argparse.Namespace) -> Iterator[tuple[str, str, int]]:
             "STOPGATE_MAX_BATCH_SIZE": str(settings.max_batch_size),
             # Room above the client count: a client may open its next stream a moment before the
             # server has released the previous one.
-            "STOPGATE_MAX_CONCURRENT_STREAMS": str(args.streams * 2),
+            "STOPGATE_MAX_CONCURRENT_STREAMS": str(options.streams * 2),
         }
         with serve(settings, Path(tmp) / "gateway.log", env) as gateway:
             yield gateway.url, key, gateway.pid
@@ -160,33 +163,33 @@ def prompt(rng: random.Random) -> str:
     return template.format(a=rng.randint(2, 999), b=rng.randint(2, 99), n=rng.randint(2, 8))
 
 
-async def _load(url: str, key: str | None, pid: int | None, args: argparse.Namespace) -> dict[str, Any]:
+async def _load(url: str, key: str | None, pid: int | None, options: Options) -> dict[str, Any]:
     headers = {"authorization": f"Bearer {key}"} if key else {}
-    limits = httpx.Limits(max_connections=args.streams + 4, max_keepalive_connections=args.streams + 4)
-    timeout = httpx.Timeout(connect=10, read=args.drain + 60, write=30, pool=args.drain + 60)
+    limits = httpx.Limits(max_connections=options.streams + 4, max_keepalive_connections=options.streams + 4)
+    timeout = httpx.Timeout(connect=10, read=options.drain + 60, write=30, pool=options.drain + 60)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=timeout) as client:
         model = (await client.get("/v1/models")).raise_for_status().json()["data"][0]["id"]
         rss_start = rss_bytes(pid)
         # Warm-up: one request per client, so start-up allocations (batch buffers, caches) are made
         # before the RSS baseline is taken.
         warm = Tally()
-        rng = random.Random(args.seed)
+        rng = random.Random(options.seed)
         await asyncio.gather(
-            *(_request(client, model, prompt(rng), args.max_tokens, warm) for _ in range(args.streams))
+            *(_request(client, model, prompt(rng), options.max_tokens, warm) for _ in range(options.streams))
         )
         rss_before = rss_bytes(pid)
         peak = [rss_before or 0]
         sampler = asyncio.create_task(_sample_rss(pid, peak))
         tally = Tally()
         started = time.monotonic()
-        deadline = started + args.seconds
+        deadline = started + options.seconds
         clients = [
             asyncio.create_task(
-                _client(client, model, random.Random(f"{args.seed}/{i}"), args.max_tokens, deadline, tally)
+                _client(client, model, random.Random(f"{options.seed}/{i}"), options.max_tokens, deadline, tally)
             )
-            for i in range(args.streams)
+            for i in range(options.streams)
         ]
-        _done, late = await asyncio.wait(clients, timeout=args.seconds + args.drain)
+        _done, late = await asyncio.wait(clients, timeout=options.seconds + options.drain)
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
@@ -197,9 +200,9 @@ async def _load(url: str, key: str | None, pid: int | None, args: argparse.Names
     rss_after = rss_bytes(pid)
     growth = (rss_after - rss_before) / rss_before * 100 if rss_before and rss_after else None
     return {
-        "streams": args.streams,
-        "seconds": args.seconds,
-        "max_tokens": args.max_tokens,
+        "streams": options.streams,
+        "seconds": options.seconds,
+        "max_tokens": options.max_tokens,
         "wall_s": round(wall, 2),
         "requests_completed": tally.completed,
         "responses_by_status": {str(k): v for k, v in sorted(tally.statuses.items())},

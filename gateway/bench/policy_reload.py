@@ -9,7 +9,6 @@ p99 <= 1 s, lookup p99 <= 50 us.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -17,13 +16,17 @@ import secrets
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gateway.audit.query import percentile
 from gateway.bench.server import local_redis
-from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.policy.records import connect
 from gateway.policy.store import PolicyStore
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 DOMAINS = ("factual", "math")
 _POLICIES = {
@@ -32,16 +35,14 @@ _POLICIES = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--updates", type=int, default=50, help="policy writes to time")
-    parser.add_argument("--lookups", type=int, default=100_000, help="store.get calls to time")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
-    add_settings_flags(parser, only=("redis_url", "data_dir"))
+SETTINGS = ("redis_url", "data_dir")
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+@dataclass(frozen=True)
+class Options:
+    updates: int = field(default=50, metadata={"help": "policy writes to time"})
+    lookups: int = field(default=100_000, metadata={"help": "store.get calls to time"})
+    json: Path | None = field(default=None, metadata={"help": "write the figures here"})
 
 
 async def _measure(redis_url: str, policies_dir: Path, updates: int, lookups: int) -> dict[str, Any]:
@@ -92,34 +93,33 @@ async def _measure(redis_url: str, policies_dir: Path, updates: int, lookups: in
     return {
         "updates": updates,
         "missed_after_5s": missed,
-        "propagation_ms": {"p50": statistics.median(ms), "p99": percentile(ms, 0.99), "max": max(ms)} if ms else None,
+        "propagation_ms": {"p50": statistics.median(ms), "p99": percentile(ms, 99), "max": max(ms)} if ms else None,
         "write_ms_p50": statistics.median(writes) * 1000 if writes else None,
         "lookups": lookups,
-        "lookup_us": {"p50": percentile(us, 0.5), "p99": percentile(us, 0.99), "max": max(us)} if us else None,
+        "lookup_us": {"p50": percentile(us, 50), "p99": percentile(us, 99), "max": max(us)} if us else None,
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+def run(options: Options, settings: Settings) -> int:
     with tempfile.TemporaryDirectory(prefix="stopgate-bench-") as tmp, contextlib.ExitStack() as stack:
         policies_dir = Path(tmp) / "policies"
         policies_dir.mkdir()
         for name, text in _POLICIES.items():
             (policies_dir / f"{name}.yaml").write_text(text)
         redis_url = settings.redis_url or stack.enter_context(local_redis(Path(tmp) / "redis")).url
-        result = asyncio.run(_measure(redis_url, policies_dir, args.updates, args.lookups))
+        result = asyncio.run(_measure(redis_url, policies_dir, options.updates, options.lookups))
     prop, look = result["propagation_ms"], result["lookup_us"]
     if prop:
         print(
-            f"propagation A->B over {args.updates - result['missed_after_5s']} updates: p50 {prop['p50']:.1f} ms, "
+            f"propagation A->B over {options.updates - result['missed_after_5s']} updates: p50 {prop['p50']:.1f} ms, "
             f"p99 {prop['p99']:.1f} ms, max {prop['max']:.1f} ms (target p99 <= 1000 ms)"
         )
     if look:
         print(
-            f"lookup over {args.lookups} calls: p50 {look['p50']:.2f} us, p99 {look['p99']:.2f} us "
+            f"lookup over {options.lookups} calls: p50 {look['p50']:.2f} us, p99 {look['p99']:.2f} us "
             f"(target p99 <= 50 us)"
         )
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if options.json:
+        options.json.write_text(json.dumps(result, indent=2) + "\n")
     ok = not result["missed_after_5s"] and prop and prop["p99"] <= 1000 and look and look["p99"] <= 50
     return 0 if ok else 1

@@ -16,17 +16,16 @@ Metrics are reported per TRUE domain (the data's ``domain``); see ``gateway.offl
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.errors import RequestError
 from gateway.offline.dataset import Row, load_rows
 from gateway.offline.generations import FULL_CAP, Generation
@@ -39,6 +38,9 @@ from gateway.policy.loader import load_policies_dir
 from gateway.policy.rules import Probe
 from gateway.policy.schema import DEFAULT_DOMAIN, Policy
 
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
 PROBE_ONLY = Probe(every=32, suffix="\nFinal answer:", max_tokens=12, agree=2, min_confidence=0.5, answer="text")
 """The single global setting of the probe-only baseline (Dynasor-CoT style: probe every 32 tokens, stop
 on two equal answers). The embedded model's probe answers have a median confidence (mean token
@@ -49,45 +51,44 @@ def probe_only_policy(domain: str, probe: Probe = PROBE_ONLY, cap: int = FULL_CA
     return Policy(domain=domain, max_tokens=cap, min_tokens=16, rules=(probe,))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="JSON lines: id, domain, query, gold")
-    parser.add_argument("--json", type=Path, required=True, help="write the report here")
-    parser.add_argument("--items-out", type=Path, required=True, help="write one JSON line per query here")
-    parser.add_argument("--markdown", type=Path, default=None, help="write a Markdown table here")
-    parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot (tokens saved vs EM) here")
-    parser.add_argument("--limit-per-domain", type=int, default=None, help="only the first N rows of each domain")
-    parser.add_argument("--concurrency", type=int, default=32, help="requests decoded together (batch rows)")
-    parser.add_argument(
-        "--probe-baseline-rows",
-        type=int,
-        default=10,
-        help="rows per domain for the probe-only baseline (0: skip it, -1: all rows)",
+SETTINGS = ("model", "device", "domains_dir", "policies_dir", "data_dir")
+
+
+@dataclass(frozen=True)
+class Options:
+    data: Path = field(metadata={"help": "JSON lines: id, domain, query, gold"})
+    json: Path = field(metadata={"help": "write the report here"})
+    items_out: Path = field(metadata={"help": "write one JSON line per query here"})
+    markdown: Path | None = field(default=None, metadata={"help": "write a Markdown table here"})
+    plot: Path | None = field(default=None, metadata={"help": "write a PNG plot (tokens saved vs EM) here"})
+    limit_per_domain: int | None = field(default=None, metadata={"help": "only the first N rows of each domain"})
+    concurrency: int = field(default=32, metadata={"help": "requests decoded together (batch rows)"})
+    probe_baseline_rows: int = field(
+        default=10, metadata={"help": "rows per domain for the probe-only baseline (0: skip it, -1: all rows)"}
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_settings_flags(parser, only=("model", "device", "domains_dir", "policies_dir", "data_dir"))
+    quiet: bool = field(default=False, metadata={"help": "no progress bars"})
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    if args.limit_per_domain is not None and args.limit_per_domain < 1:
+def run(options: Options, settings: Settings) -> int:
+    if options.limit_per_domain is not None and options.limit_per_domain < 1:
         raise RequestError("--limit-per-domain must be >= 1", param="limit-per-domain")
-    report, items = asyncio.run(measure(args, settings))
-    _write(args.json, json.dumps(report, indent=2) + "\n")
-    _write(args.items_out, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in items))
-    if args.markdown is not None:
-        _write(args.markdown, markdown(report))
-    if args.plot is not None:
-        plot(report, args.plot)
+    report, items = asyncio.run(measure(options, settings))
+    _write(options.json, json.dumps(report, indent=2) + "\n")
+    _write(options.items_out, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in items))
+    if options.markdown is not None:
+        _write(options.markdown, markdown(report))
+    if options.plot is not None:
+        plot(report, options.plot)
     _summary(report)
     return 0
 
 
-async def measure(args: argparse.Namespace, settings: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def measure(options: Options, settings: Settings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     started = time.perf_counter()
-    rows = load_rows(args.data, args.limit_per_domain)
+    rows = load_rows(options.data, options.limit_per_domain)
     routed, names = route_rows(rows, settings)
     policies = load_policies_dir(settings.policies_dir, names)
-    session = await ReplaySession.open(settings, concurrency=args.concurrency, show_progress=not args.quiet)
+    session = await ReplaySession.open(settings, concurrency=options.concurrency, show_progress=not options.quiet)
     try:
         t0 = time.perf_counter()
         gens = await session.full(rows)
@@ -96,7 +97,7 @@ async def measure(args: argparse.Namespace, settings: Any) -> tuple[dict[str, An
         t0 = time.perf_counter()
         outs = await session.apply(chosen, gens)
         policy_s = time.perf_counter() - t0
-        sample = probe_sample(rows, args.probe_baseline_rows)
+        sample = probe_sample(rows, options.probe_baseline_rows)
         probe_outs = await session.apply(
             [probe_only_policy(rows[i].domain) for i in sample], [gens[i] for i in sample], desc="probe-only baseline"
         )
@@ -122,7 +123,7 @@ async def measure(args: argparse.Namespace, settings: Any) -> tuple[dict[str, An
             [_item(rows[i], gens[i], o) for i, o in zip(sample, probe_outs, strict=True)],
             [items[i] for i in sample],
             sum(o.probe_tokens for o in probe_outs),
-            args.probe_baseline_rows,
+            options.probe_baseline_rows,
         )
     lines = [
         {

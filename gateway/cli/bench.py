@@ -1,13 +1,26 @@
 """``stopgate bench ...``: benchmarks are commands, not timed tests (machines are shared and noisy).
 
-Each benchmark lives in ``gateway/bench/<name>.py`` with ``add_arguments(parser)`` and
-``run(args) -> int``; it is imported only when its command runs.
+Each benchmark lives in ``gateway/bench/<name>.py`` and is registered here by one line in
+``BENCHMARKS``. The module is typed library code, it never sees argparse:
+
+- ``Options``: a frozen dataclass; each field is a ``--kebab-case`` flag (see
+  ``gateway.cli.common.add_option_flags``: no default = required, ``bool`` = switch, help from
+  ``field(metadata={"help": ...})``);
+- ``SETTINGS``: the ``Settings`` fields offered as flags (``--model``, ``--data-dir``, ...);
+- ``run(options, settings) -> int``: the exit status.
+
+A module with ``add_arguments(parser)`` and ``run(args)`` instead is registered as it is (the
+older contract, kept while benchmarks move over).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from types import ModuleType
+from typing import Any
+
+from gateway.cli.common import add_option_flags, add_settings_flags, options_from_args, settings_from_args
 
 BENCHMARKS = {
     "throughput": "direct generate vs the gateway: one stream, 8 concurrent streams, TTFT",
@@ -33,5 +46,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                 continue
             raise
         parser = inner.add_parser(name, help=help_text)
-        module.add_arguments(parser)
-        parser.set_defaults(handler=module.run)
+        if hasattr(module, "Options"):
+            add_option_flags(parser, module.Options)
+            add_settings_flags(parser, only=getattr(module, "SETTINGS", ()))
+            parser.set_defaults(handler=_typed_handler(module))
+        else:
+            module.add_arguments(parser)
+            parser.set_defaults(handler=module.run)
+
+
+def _typed_handler(module: ModuleType) -> Any:
+    def handler(args: argparse.Namespace) -> int:
+        return int(module.run(options_from_args(module.Options, args), settings_from_args(args)))
+
+    return handler

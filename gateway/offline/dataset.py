@@ -1,4 +1,4 @@
-"""Evaluation rows for the trade-off benchmark and calibration (JSON lines, one query each)."""
+"""Evaluation rows (JSON lines, one query each): the one loader of the benchmarks and calibration."""
 
 from __future__ import annotations
 
@@ -18,17 +18,21 @@ class Row(msgspec.Struct, frozen=True):
     gold: list[str] | None = None
 
 
-class _RawRow(msgspec.Struct, frozen=True):
-    """A row as written (numbers allowed among the gold answers); other fields are ignored."""
+class _RawRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A row as written (a number as id or gold answer is fine); other fields are ignored."""
 
-    id: str
+    id: str | int | None = None
     domain: str
     query: str
     gold: list[str | int | float] | None = None
 
 
-def load_rows(path: Path, limit_per_domain: int | None = None, domain: str | None = None) -> list[Row]:
-    """Rows of ``path`` in file order; at most ``limit_per_domain`` per domain, only ``domain`` if given."""
+def load_rows(
+    path: Path, limit_per_domain: int | None = None, domain: str | None = None, *, limit: int | None = None
+) -> list[Row]:
+    """Rows of ``path`` in file order; at most ``limit_per_domain`` per domain, only ``domain`` if
+    given, and at most ``limit`` in all (the file is read no further). A row without an ``id`` is
+    named after its line (``#N``)."""
     try:
         lines = path.read_bytes().splitlines()
     except OSError as exc:
@@ -37,21 +41,24 @@ def load_rows(path: Path, limit_per_domain: int | None = None, domain: str | Non
     seen: dict[str, int] = {}
     ids: set[str] = set()
     for number, line in enumerate(lines, start=1):
+        if limit is not None and len(rows) >= limit:
+            break
         if not line.strip():
             continue
         try:
             row = msgspec.json.decode(line, type=_RawRow)
         except msgspec.DecodeError as exc:
             raise RequestError(f"{path}:{number}: {exc}", param="data") from exc
-        if row.id in ids:
-            raise RequestError(f"{path}:{number}: duplicate id {row.id!r}", param="data")
-        ids.add(row.id)
+        row_id = f"#{number}" if row.id is None else str(row.id)
+        if row_id in ids:
+            raise RequestError(f"{path}:{number}: duplicate id {row_id!r}", param="data")
+        ids.add(row_id)
         if domain is not None and row.domain != domain:
             continue
         if limit_per_domain is not None and seen.get(row.domain, 0) >= limit_per_domain:
             continue
         seen[row.domain] = seen.get(row.domain, 0) + 1
-        rows.append(Row(row.id, row.domain, row.query, [str(g) for g in row.gold] if row.gold else None))
+        rows.append(Row(row_id, row.domain, row.query, [str(g) for g in row.gold] if row.gold else None))
     if not rows:
         raise RequestError(f"{path}: no rows" + (f" of domain {domain!r}" if domain else ""), param="data")
     return rows

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bench import load
+from gateway.cli import main
 from tests.integration.conftest import RunningGateway
 
 pytestmark = pytest.mark.model
@@ -18,13 +17,10 @@ pytestmark = pytest.mark.model
 
 def test_short_load_run_reports_its_figures(gateway: RunningGateway, tmp_path: Path) -> None:
     """Three streams for two seconds: requests complete with tokens and TTFT, no 5xx, RSS read."""
-    parser = argparse.ArgumentParser()
-    load.add_arguments(parser)
     report = tmp_path / "load.json"
-    argv = f"--url {gateway.url} --pid {os.getpid()} --streams 3 --seconds 2 --max-tokens 3 --drain 60"
-    args = parser.parse_args([*argv.split(), "--json", str(report)])
+    argv = f"bench load --url {gateway.url} --pid {os.getpid()} --streams 3 --seconds 2 --max-tokens 3 --drain 60"
     with ThreadPoolExecutor(1) as pool:  # run() owns its event loop
-        assert pool.submit(load.run, args).result() == 0
+        assert pool.submit(main, [*argv.split(), "--json", str(report)]).result() == 0
     figures = json.loads(report.read_text())
     assert figures["requests_completed"] >= 3
     assert figures["server_errors_5xx"] == 0 and figures["error_frames"] == 0 and not figures["client_errors"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,12 +10,10 @@ from gateway.bench import audit as bench_audit
 
 def test_bench_audit_file_only(tmp_path, capsys):
     """A small file-only run reports its figures and exits 0 (no record lost or duplicated)."""
-    parser = argparse.ArgumentParser()
-    bench_audit.add_arguments(parser)
     out = tmp_path / "bench.json"
-    args = parser.parse_args(["--records", "500", "--no-redis", "--json", str(out)])
+    options = bench_audit.Options(records=500, no_redis=True, json=out)
     with ThreadPoolExecutor(1) as pool:  # run() owns its event loop
-        assert pool.submit(bench_audit.run, args).result() == 0
+        assert pool.submit(bench_audit.run, options).result() == 0
     result = json.loads(out.read_text())
     assert result["records"] == 500 and result["lost"] == 0 and result["jsonl_lines"] == 500
     assert result["submit_ns"]["p50"] > 0 and result["throughput_rps"] > 0

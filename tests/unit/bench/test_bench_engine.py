@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -24,10 +23,8 @@ def test_no_bench_rule_fires_on_the_synthetic_stream() -> None:
 
 def test_run_reports_every_family(tmp_path: Path) -> None:
     """A tiny run prints the table and writes one figure per rule family to --json."""
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
     report = tmp_path / "engine.json"
-    bench.run(parser.parse_args(["--tokens", "64", "--streams", "2", "--rounds", "1", "--json", str(report)]))
+    bench.run(bench.Options(tokens=64, streams=2, rounds=1, json=report))
     figures = json.loads(report.read_text())
     assert set(figures["rules_us"]) == set(bench.BENCH_RULES)
     assert figures["target_us"] == 20.0 and figures["all_rules_us"] > 0

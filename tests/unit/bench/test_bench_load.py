@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 
 import pytest
 
 from gateway.bench import load
+from gateway.cli import build_parser
+from gateway.cli.common import options_from_args, settings_from_args
 from gateway.errors import ConfigError
+from gateway.settings import Settings
 
 
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    load.add_arguments(parser)
-    return parser.parse_args(list(argv))
+def parse(*argv: str) -> tuple[load.Options, Settings]:
+    """The typed options and settings ``stopgate bench load ARGV`` hands to the benchmark."""
+    args = build_parser().parse_args(["bench", "load", *argv])
+    return options_from_args(load.Options, args), settings_from_args(args)
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -44,7 +46,7 @@ def test_rss_of_a_live_and_a_missing_process() -> None:
 def test_only_loopback_targets(url: str) -> None:
     """A --url that is not a loopback address is refused before any request."""
     with pytest.raises(ConfigError, match="loopback"):
-        load.run(parse("--url", url, "--streams", "1", "--seconds", "1"))
+        load.run(*parse("--url", url, "--streams", "1", "--seconds", "1"))
 
 
 @pytest.mark.parametrize(
@@ -53,4 +55,4 @@ def test_only_loopback_targets(url: str) -> None:
 def test_bounds(argv: tuple[str, str]) -> None:
     """Stream count, duration and max_tokens are bounded."""
     with pytest.raises(ConfigError):
-        load.run(parse("--url", "http://127.0.0.1:1", *argv))
+        load.run(*parse("--url", "http://127.0.0.1:1", *argv))

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bench.classify import evaluate, load_rows, percentile
 from gateway.cli import main
-from gateway.errors import RequestError
 
 
 def test_classify_prints_json(tiny_domains: Path, shared_data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,24 +39,6 @@ def test_classify_errors_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[st
     (bad / "general.yaml").write_text("name: general\ndescription: x\nexamples: [a]\nwat: 1\n")
     assert main(["classify", "hello", "--domains-dir", str(bad), "--data-dir", str(tmp_path)]) == 1
     assert "general.yaml:4: wat: unknown field" in capsys.readouterr().err
-
-
-def test_evaluate_counts() -> None:
-    """Accuracy per domain, the confusion counts and latency percentiles are computed from the rows."""
-    report = evaluate(["a", "a", "b", "b"], ["a", "b", "b", "b"], [1.0, 2.0, 3.0, 100.0])
-    assert report["accuracy"] == 0.75 and report["worst_domain"] == "a"
-    assert report["domains"] == {"a": {"items": 2, "accuracy": 0.5}, "b": {"items": 2, "accuracy": 1.0}}
-    assert report["confusion"] == {"a": {"a": 1, "b": 1}, "b": {"b": 2}}
-    assert report["latency_ms"]["p50"] == 3.0 and percentile([5.0], 0.99) == 5.0
-
-
-def test_load_rows_errors(tmp_path: Path) -> None:
-    """A data file with a bad line names the file and line."""
-    path = tmp_path / "rows.jsonl"
-    path.write_text('{"query": "q", "domain": "d"}\n{"query": 1}\n')
-    with pytest.raises(RequestError, match=r"rows\.jsonl:2"):
-        load_rows(path)
-    assert len(load_rows(path, limit=1)) == 1
 
 
 def test_bench_classify_writes_json(
