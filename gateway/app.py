@@ -26,7 +26,7 @@ from gateway.audit.log import AuditLog
 from gateway.classify.classifier import Classifier
 from gateway.http.admin_audit import AuditController
 from gateway.http.admin_policies import AdminPoliciesController
-from gateway.http.auth import KeyRing
+from gateway.http.auth import AdminGate, KeyRing
 from gateway.http.chat import ChatController
 from gateway.http.classify import AdminDomainsController, ClassifyController
 from gateway.http.errors import EXCEPTION_HANDLERS
@@ -55,38 +55,42 @@ def build_worker(settings: Settings) -> Worker:
 
 def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
     worker = worker or build_worker(settings)
-    services = Services(settings=settings, worker=worker, metrics=Metrics(worker))
-    router = Router(default_max_tokens=settings.default_max_tokens)
+    services = Services(settings, worker, Metrics(worker))
     # Validated here, before serving: a broken domain or policy file stops start-up with its location.
     classifier = Classifier.from_settings(settings)
     domains = classifier.domains.names
     load_policies_dir(settings.policies_dir, domains)
-    services.classifier = router.classifier = classifier
-    services.chat = ChatService(
-        worker, router, max_concurrent_streams=settings.max_concurrent_streams, metrics=services.metrics
-    )
+    services.attach(classifier=classifier)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             redis_url = settings.redis_url or _start_local_redis(settings, stack)
             stack.callback(classifier.close)
-            services.ratelimit = services.chat.ratelimit = RateLimiter(
-                redis_url, settings.rate_limit_rpm, settings.rate_limit_tpm
+            ratelimit = RateLimiter(redis_url, settings.rate_limit_rpm, settings.rate_limit_tpm)
+            await ratelimit.start()
+            stack.push_async_callback(ratelimit.close)
+            policies = PolicyStore(redis_url, settings.policies_dir, domains)
+            await policies.start()
+            stack.push_async_callback(policies.close)
+            audit = AuditLog(settings.audit_log, redis_url, settings.data_dir / "audit-spill")
+            await audit.start()
+            stack.push_async_callback(audit.close)
+            chat = ChatService(
+                worker,
+                Router(classifier, policies),
+                max_concurrent_streams=settings.max_concurrent_streams,
+                default_max_tokens=settings.default_max_tokens,
+                end_of_thinking=f"\n{settings.think_markers[1]}\n\n",
+                audit=audit,
+                metrics=services.metrics,
+                ratelimit=ratelimit,
             )
-            await services.ratelimit.start()
-            stack.push_async_callback(services.ratelimit.close)
-            services.policies = router.policies = PolicyStore(redis_url, settings.policies_dir, domains)
-            await services.policies.start()
-            stack.push_async_callback(services.policies.close)
-            services.audit = AuditLog(settings.audit_log, redis_url, settings.data_dir / "audit-spill")
-            await services.audit.start()
-            stack.push_async_callback(services.audit.close)
-            services.chat.audit = services.audit
+            services.attach(ratelimit=ratelimit, policies=policies, audit=audit, chat=chat)
             await stack.enter_async_context(_running(worker))
             yield
 
-    return _litestar(
+    return http_app(
         services,
         [
             ChatController,
@@ -98,7 +102,6 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
         ],
         lifespan,
         OpenAPIConfig(title="Stopgate", version=__version__, path="/schema", render_plugins=[SwaggerRenderPlugin()]),
-        state=State({"keyring": KeyRing(settings.api_keys)}),  # for the API key guard
     )
 
 
@@ -107,31 +110,33 @@ def create_worker_app(settings: Settings, *, worker: LocalWorker | None = None) 
     from gateway.http.worker_api import WorkerController
 
     running = worker or LocalWorker.for_serving(settings)
-    return _litestar(
-        Services(settings=settings, worker=running),
+    return http_app(
+        Services(settings, running, Metrics(running)),
         [WorkerController],
         lambda app: _running(running),
         OpenAPIConfig(title="Stopgate worker", version=__version__, path="/schema"),
     )
 
 
-def _litestar(
+def http_app(
     services: Services,
     handlers: list[Any],
-    lifespan: Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]],
-    openapi: OpenAPIConfig,
-    **extra: Any,
+    lifespan: Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]] | None = None,
+    openapi: OpenAPIConfig | None = None,
 ) -> Litestar:
-    """What both apps share: ``services`` injected into controllers, one error mapping, body limit."""
+    """What both apps share: ``services`` injected into controllers, one error mapping, body limit,
+    the key rings the guards read (built once)."""
+    settings = services.settings
+    state = State({"keyring": KeyRing(settings.api_keys), "admin_gate": AdminGate(settings.admin_key)})
     return Litestar(
         route_handlers=handlers,
         dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        lifespan=[lifespan],
+        lifespan=[lifespan] if lifespan is not None else [],
         request_max_body_size=services.settings.max_body_bytes,
-        openapi_config=openapi,
+        openapi_config=openapi or OpenAPIConfig(title="Stopgate", version=__version__, path="/schema"),
         debug=False,
-        **extra,
+        state=state,
     )
 
 

@@ -9,6 +9,7 @@ class below has an entry), ``gateway.cli`` for commands (message on stderr, exit
     ├── RequestError                the client's request is invalid                      -> 400
     │   ├── ModelNotFound           unknown ``model``                                     -> 404
     │   ├── ContextLengthExceeded   prompt + max_tokens longer than the model's context  -> 400
+    │   ├── UnsupportedParameter    a request field this worker cannot honour (``param``) -> 400
     │   └── UnknownDomain           a domain name nobody defined                          -> 404
     ├── AuthError                   missing or wrong API key                              -> 401
     │   └── AdminAuthError          missing or wrong admin key                            -> 401
@@ -16,6 +17,7 @@ class below has an entry), ``gateway.cli`` for commands (message on stderr, exit
     ├── DefinitionError             a YAML document (policy, domain) is invalid           -> 422
     ├── StoreUnavailable            Redis is unreachable for a write                      -> 503
     ├── NotReady                    the model is still loading                            -> 503
+    │   └── Draining                the gateway is shutting down (SIGTERM)                -> 503
     └── WorkerError                 the model worker failed mid-request                   -> 502
         └── WorkerUnavailable       no worker could be reached                            -> 503
 """
@@ -48,6 +50,10 @@ class ModelNotFound(RequestError):
 
 class ContextLengthExceeded(RequestError):
     """Prompt plus requested tokens do not fit the model's context."""
+
+
+class UnsupportedParameter(RequestError):
+    """A valid OpenAI field the worker cannot honour (``tools`` on a template without tools...)."""
 
 
 class UnknownDomain(RequestError):
@@ -102,6 +108,10 @@ class StoreUnavailable(StopgateError):
 
 class NotReady(StopgateError):
     """The model (or another start-up dependency) is not loaded yet."""
+
+
+class Draining(NotReady):
+    """The gateway is draining for shutdown: it takes no new requests and ends late streams."""
 
 
 class WorkerError(StopgateError):

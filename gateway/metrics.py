@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from gateway.serving.outcome import Outcome
 
 
 class Metrics:
@@ -39,15 +42,14 @@ class Metrics:
     def stream_opened(self) -> None:
         self.active.inc()
 
-    def stream_closed(self, run: Any, ttft_ms: float | None) -> None:
+    def stream_closed(self, domain: str, outcome: Outcome, ttft_ms: float | None) -> None:
         self.active.dec()
-        self.requests.labels(run.route.domain, run.finish_reason or "error", run.stop_rule or "").inc()
-        self.completion_tokens.labels(run.route.domain).inc(run.completion_tokens)
+        self.requests.labels(domain, outcome.finish_reason or "error", outcome.stop_rule or "").inc()
+        self.completion_tokens.labels(domain).inc(outcome.completion_tokens)
+        if outcome.client_disconnected:
+            self.disconnects.inc()
         if ttft_ms is not None:
             self.ttft.observe(ttft_ms / 1000)
-
-    def disconnected(self) -> None:
-        self.disconnects.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,7 +10,7 @@ from litestar.params import Dependency, Parameter
 from gateway.audit.query import AuditFilter, parse_time
 from gateway.audit.record import AuditRecord
 from gateway.errors import NotReady
-from gateway.http.auth import AdminGate
+from gateway.http.guards import admin_guard
 from gateway.services import Services
 
 MAX_LIMIT = 10_000
@@ -20,6 +20,7 @@ _TIME = "ISO 8601 time (2026-05-01T12:00:00Z), or a span back from now: 15m, 2h,
 class AuditController(Controller):
     path = "/admin/audit"
     tags = ["admin"]  # noqa: RUF012 - Litestar reads it from the class
+    guards = [admin_guard]  # noqa: RUF012
 
     @get("/", summary="Audit records, most recent matches, oldest first")
     async def list_records(
@@ -33,7 +34,6 @@ class AuditController(Controller):
         stop_rule: Annotated[str | None, Parameter(description="a rule name; 'none': no rule fired")] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 100,
     ) -> dict[str, list[AuditRecord]]:
-        AdminGate(services.settings.admin_key).require(request.headers.get("authorization"))
         flt = AuditFilter(
             since=parse_time(since, param="since") if since else None,
             until=parse_time(until, param="until") if until else None,

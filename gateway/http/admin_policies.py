@@ -15,7 +15,8 @@ from litestar import Controller, Request, get, post, put
 from litestar.params import Parameter
 
 from gateway.errors import NotReady, RequestError
-from gateway.http.auth import AdminGate
+from gateway.http.decoding import decode_as, decode_json
+from gateway.http.guards import admin_guard
 from gateway.policy.records import PolicyVersion
 from gateway.policy.store import ActivePolicy, PolicyStore
 from gateway.services import Services
@@ -28,7 +29,6 @@ class RollbackRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _admin_store(request: Request[Any, Any, Any], services: Services) -> PolicyStore:
-    AdminGate(services.settings.admin_key).require(request.headers.get("authorization"))
     if services.policies is None:
         raise NotReady("the policy store is not running")
     store: PolicyStore = services.policies
@@ -73,11 +73,9 @@ def _document(body: bytes, content_type: str) -> bytes | dict[str, Any]:
             "empty body: send the policy document as a JSON object, or as YAML with 'Content-Type: application/yaml'"
         )
     try:
-        value = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise RequestError(
-            f"the body is not valid JSON ({exc}); for YAML send 'Content-Type: application/yaml'"
-        ) from None
+        value = decode_json(body)
+    except RequestError as exc:
+        raise RequestError(f"{exc.message} For YAML send 'Content-Type: application/yaml'.") from None
     if not isinstance(value, dict):
         raise RequestError(f"the policy document must be a JSON object, got {type(value).__name__}")
     return value
@@ -86,9 +84,11 @@ def _document(body: bytes, content_type: str) -> bytes | dict[str, Any]:
 def _rollback_target(body: bytes, to: int | None) -> int:
     if body.strip():
         try:
-            target = msgspec.json.decode(body, type=RollbackRequest).to_version
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise RequestError(f'rollback body must be {{"to_version": N}}: {exc}', param="to_version") from None
+            target = decode_as(body, RollbackRequest).to_version
+        except RequestError as exc:
+            raise RequestError(
+                f'rollback body must be {{"to_version": N}}: {exc.message}', param="to_version"
+            ) from None
         if to is not None and to != target:
             raise RequestError("?to= and to_version disagree", param="to_version")
         return target
@@ -100,6 +100,7 @@ def _rollback_target(body: bytes, to: int | None) -> int:
 class AdminPoliciesController(Controller):
     path = "/admin/policies"
     tags = ("admin",)
+    guards = [admin_guard]  # noqa: RUF012 - Litestar's declaration style
 
     @get("/", summary="Every domain's active policy and the store's state")
     async def list_policies(self, request: Request[Any, Any, Any], services: Services) -> dict[str, Any]:

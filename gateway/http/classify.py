@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Controller, Request, get, post
 
 from gateway.errors import NotReady, RequestError
-from gateway.http.auth import AdminGate
-from gateway.http.guards import api_key_guard
+from gateway.http.decoding import decode_json
+from gateway.http.guards import admin_guard, api_key_guard
 from gateway.services import Services
 
 MAX_TEXT_CHARS = 4096
@@ -24,9 +23,9 @@ MAX_TEXT_CHARS = 4096
 def parse_classify_body(body: bytes) -> str:
     """The ``text`` of a ``/v1/classify`` body, cut to ``MAX_TEXT_CHARS``; ``RequestError`` otherwise."""
     try:
-        value = msgspec.json.decode(body) if body.strip() else None
-    except msgspec.DecodeError as exc:
-        raise RequestError(f'the body is not valid JSON ({exc}); send {{"text": "..."}}', param="text") from None
+        value = decode_json(body) if body.strip() else None
+    except RequestError as exc:
+        raise RequestError(f'{exc.message} Send {{"text": "..."}}.', param="text") from None
     if not isinstance(value, dict):
         raise RequestError('the body must be a JSON object: {"text": "..."}', param="text")
     if "text" not in value or value["text"] is None:
@@ -78,15 +77,14 @@ class ClassifyController(Controller):
 class AdminDomainsController(Controller):
     path = "/admin/domains"
     tags = ("admin",)
+    guards = [admin_guard]  # noqa: RUF012 - Litestar's declaration style
 
     @get("/", summary="The loaded domain definitions")
     async def list_domains(self, request: Request[Any, Any, Any], services: Services) -> dict[str, Any]:
-        AdminGate(services.settings.admin_key).require(request.headers.get("authorization"))
         return _domains_view(_classifier(services))
 
     @post("/reload", status_code=200, summary="Re-read the domain files; an invalid set is refused (422)")
     async def reload(self, request: Request[Any, Any, Any], services: Services) -> dict[str, Any]:
-        AdminGate(services.settings.admin_key).require(request.headers.get("authorization"))
         classifier = _classifier(services)
         await classifier.areload(services.settings.domains_dir)
         return _domains_view(classifier)

@@ -24,6 +24,7 @@ ERROR_MAP: dict[type[e.StopgateError], tuple[int, str, str | None]] = {
     e.RequestError: (400, "invalid_request_error", None),
     e.ModelNotFound: (404, "invalid_request_error", "model_not_found"),
     e.ContextLengthExceeded: (400, "invalid_request_error", "context_length_exceeded"),
+    e.UnsupportedParameter: (400, "invalid_request_error", "unsupported_parameter"),
     e.UnknownDomain: (404, "invalid_request_error", "unknown_domain"),
     e.AuthError: (401, "authentication_error", "invalid_api_key"),
     e.AdminAuthError: (401, "authentication_error", "invalid_admin_key"),
@@ -31,6 +32,7 @@ ERROR_MAP: dict[type[e.StopgateError], tuple[int, str, str | None]] = {
     e.DefinitionError: (422, "invalid_request_error", "invalid_document"),
     e.StoreUnavailable: (503, "server_error", "store_unavailable"),
     e.NotReady: (503, "server_error", "not_ready"),
+    e.Draining: (503, "server_error", "shutting_down"),
     e.WorkerError: (502, "server_error", "worker_error"),
     e.WorkerUnavailable: (503, "server_error", "worker_unavailable"),
 }

@@ -1,8 +1,10 @@
 """OpenAI wire types for ``/v1/chat/completions`` and their parsing.
 
-Tolerant on the wire: unknown fields are ignored (and reported back so the controller logs
-them). Strict on meaning: wrong types, empty message lists and out-of-range numbers are 400s
-naming the offending ``param``.
+Transparent on the wire: agent turns (assistant ``tool_calls`` with ``content: null``, ``role: tool``
+results), ``tools``/``tool_choice``, ``response_format``, penalties, ``logit_bias``, ``user``,
+``metadata`` and any field we do not know are kept as sent and handed on (``pass_through``); a
+remote engine gets them verbatim, the local worker refuses what it cannot do. Strict on what we
+enforce: wrong types, empty message lists and out-of-range numbers are 400s naming the ``param``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from typing import Any, Literal
 import msgspec
 
 from gateway.errors import RequestError
+from gateway.http.decoding import decode_json
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
+Effort = Literal["none", "minimal", "low", "medium", "high"]
 
 
 class ContentPart(msgspec.Struct, frozen=True):
@@ -21,13 +25,26 @@ class ContentPart(msgspec.Struct, frozen=True):
     text: str | None = None
 
 
+class ToolCallFunction(msgspec.Struct, frozen=True):
+    name: str
+    arguments: str = ""
+
+
+class ToolCall(msgspec.Struct, frozen=True):
+    id: str
+    function: ToolCallFunction
+    type: str = "function"
+
+
 class WireMessage(msgspec.Struct, frozen=True):
     role: Role
-    content: str | list[ContentPart]
+    content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
-    def text(self) -> str:
-        if isinstance(self.content, str):
+    def text(self) -> str | None:
+        if self.content is None or isinstance(self.content, str):
             return self.content
         return "".join(part.text or "" for part in self.content if part.type == "text")
 
@@ -48,7 +65,19 @@ class ChatCompletionRequest(msgspec.Struct, frozen=True, kw_only=True):
     seed: int | None = None
     stop: str | list[str] | None = None
     n: int = 1
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    reasoning_effort: Effort | None = None
+    # Not enforced by the gateway: type-checked here, handed to the worker as sent.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
     user: str | None = None
+    metadata: dict[str, Any] | None = None
 
     @property
     def stop_sequences(self) -> list[str]:
@@ -60,25 +89,40 @@ class ChatCompletionRequest(msgspec.Struct, frozen=True, kw_only=True):
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
+    @property
+    def effort(self) -> Literal["none", "low", "medium", "high"] | None:
+        return "low" if self.reasoning_effort == "minimal" else self.reasoning_effort
+
+
+PASS_THROUGH = (
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "user",
+    "metadata",
+)
+"""Fields the gateway checks the type of but leaves to the worker (only those the client sent)."""
 
 KNOWN_FIELDS = frozenset(ChatCompletionRequest.__struct_fields__)
 
 
-def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, list[str]]:
-    """Decode and check a chat request; returns it and the names of ignored unknown fields."""
-    try:
-        raw = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise RequestError(f"Request body is not valid JSON: {exc}") from exc
+def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+    """Decode and check a chat request; returns it and the fields to hand on to the worker as sent
+    (the pass-through fields the client set, and every field we do not know)."""
+    raw = decode_json(body)  # hostile bodies (depth, huge numbers, duplicate keys, bad UTF-8) are 400s
     if not isinstance(raw, dict):
         raise RequestError("Request body must be a JSON object.")
-    unknown = sorted(k for k in raw if k not in KNOWN_FIELDS)
+    extra = {k: v for k, v in raw.items() if k not in KNOWN_FIELDS or (k in PASS_THROUGH and v is not None)}
     try:
         req = msgspec.convert(raw, ChatCompletionRequest)
     except msgspec.ValidationError as exc:
         raise RequestError(f"Invalid request: {exc}", param=_param_of(str(exc))) from exc
     _check(req)
-    return req, unknown
+    return req, extra
 
 
 def _param_of(message: str) -> str | None:
@@ -95,6 +139,13 @@ def _check(req: ChatCompletionRequest) -> None:
         raise RequestError("'messages' must be a non-empty list.", param="messages")
     if not any(m.role == "user" for m in req.messages):
         raise RequestError("'messages' must contain at least one user message.", param="messages")
+    for i, m in enumerate(req.messages):
+        if m.content is None and not (m.role == "assistant" and m.tool_calls):
+            raise RequestError(
+                "'content' may be null only on an assistant message with tool_calls.", param=f"messages[{i}].content"
+            )
+        if m.role == "tool" and not m.tool_call_id:
+            raise RequestError("A tool message needs 'tool_call_id'.", param=f"messages[{i}].tool_call_id")
     for name in ("max_tokens", "max_completion_tokens"):
         value = getattr(req, name)
         if value is not None and value < 1:
@@ -107,6 +158,14 @@ def _check(req: ChatCompletionRequest) -> None:
         raise RequestError("'seed' must be a 64-bit integer.", param="seed")
     if req.n != 1:
         raise RequestError("Only n=1 is supported.", param="n")
+    if req.top_logprobs is not None and not 0 <= req.top_logprobs <= 20:
+        raise RequestError("'top_logprobs' must be between 0 and 20.", param="top_logprobs")
+    if req.top_logprobs and not req.logprobs:
+        raise RequestError("'top_logprobs' needs 'logprobs': true.", param="top_logprobs")
+    for name in ("frequency_penalty", "presence_penalty"):
+        value = getattr(req, name)
+        if value is not None and not -2.0 <= value <= 2.0:
+            raise RequestError(f"'{name}' must be between -2 and 2.", param=name)
     stops = req.stop_sequences
     if len(stops) > 4 or any(not s for s in stops):
         raise RequestError("'stop' takes up to 4 non-empty strings.", param="stop")
@@ -122,28 +181,39 @@ def chunk(
     delta: dict[str, Any],
     finish_reason: str | None = None,
     stopgate: dict[str, Any] | None = None,
+    logprobs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    choice = {
+        "index": 0,
+        "delta": delta,
+        "logprobs": {"content": logprobs, "refusal": None} if logprobs else None,
+        "finish_reason": finish_reason,
+    }
     body: dict[str, Any] = {
         "id": rid,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": [choice],
     }
     if stopgate is not None:
         body["stopgate"] = stopgate
     return body
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> dict[str, Any]:
+    """OpenAI's usage object; ``completion_tokens`` counts both phases, thinking in the details."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
     }
 
 
-def usage_chunk(rid: str, created: int, model: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def usage_chunk(
+    rid: str, created: int, model: str, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0
+) -> dict[str, Any]:
     """The last chunk of a stream with ``stream_options.include_usage``: no choices, the usage."""
     return {
         "id": rid,
@@ -151,5 +221,23 @@ def usage_chunk(rid: str, created: int, model: str, prompt_tokens: int, completi
         "created": created,
         "model": model,
         "choices": [],
-        "usage": usage(prompt_tokens, completion_tokens),
+        "usage": usage(prompt_tokens, completion_tokens, reasoning_tokens),
     }
+
+
+def merge_tool_calls(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Streamed ``tool_calls`` deltas folded into whole calls (by ``index``; arguments concatenated)."""
+    calls: dict[int, dict[str, Any]] = {}
+    for d in deltas:
+        index = int(d.get("index", len(calls)))
+        call = calls.setdefault(index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        if d.get("id"):
+            call["id"] = d["id"]
+        if d.get("type"):
+            call["type"] = d["type"]
+        fn = d.get("function") or {}
+        if fn.get("name"):
+            call["function"]["name"] += fn["name"]
+        if fn.get("arguments"):
+            call["function"]["arguments"] += fn["arguments"]
+    return [calls[i] for i in sorted(calls)]

@@ -1,64 +1,131 @@
-"""``Enforcer``: applies a request's policy engine to the live stream and runs its answer probes.
+"""``Enforcer``: the impure half of stopping. It feeds the pure engines, runs probes and ends thinking.
 
-The engine itself (``gateway.policy.engine``) is pure; this is the impure half that feeds it
-tokens and the worker's queue depth, asks the worker for probe generations when the engine
-wants one, and tells the caller when to cancel.
+Thinking tokens go to the thinking engine (the policy's ``thinking`` rules and budget), answer
+tokens to the answer engine (the policy's ``rules`` and its budget); neither sees the other's
+tokens. When the thinking engine stops, the enforcer appends the end-of-thinking marker to the
+running generation (``Worker.end_thinking``) and the model writes its own answer, whose budget is
+what the thinking left (never less than the reserve). A tool-call turn is never cut: once the
+model emits a tool call, only the worker's budget bounds it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
+import msgspec
+
+from gateway.policy.engine import CONTINUE, PolicyEngine, ShadowHit, StopDecision
+from gateway.serving.call import Budget
 from gateway.worker.protocol import TokenEvent, TokenStream, Worker
 
+if TYPE_CHECKING:
+    from gateway.policy.schema import Policy
 
-@dataclass(frozen=True)
-class Verdict:
-    """What the pipeline does with the token just received: send it? stop after it? append text?"""
-
-    stop: bool = False
-    finish_reason: str | None = None
-    append_text: str = ""
-    include_token: bool = True
-
-
-GO_ON = Verdict()
+THINKING_BUDGET_RULE = "max_tokens"
+"""``thinking_stop_rule`` when the thinking budget, not a rule, ended the thinking."""
 
 
 class Enforcer:
-    def __init__(self, engine: Any, max_tokens: int, worker: Worker) -> None:
-        self.engine = engine
-        self.max_tokens = max_tokens
+    """One request's stopping state: both engines, the counts, the rules that fired."""
+
+    def __init__(
+        self,
+        policy: Policy | None,
+        budget: Budget,
+        *,
+        worker: Worker,
+        rules_on: bool = True,
+        thinking_on: bool = True,
+        end_text: str = "\n</think>\n\n",
+    ) -> None:
+        self.policy = policy
+        self.budget = budget
         self.worker = worker
+        self.rules_on = rules_on
+        self.end_text = end_text
+        self.reasoning_tokens = 0
+        self.forced_tokens = 0
         self.stop_rule: str | None = None
-
-    @classmethod
-    def for_route(cls, route: Any, budget: int, *, policy_off: bool, worker: Worker) -> Enforcer:
-        if route.policy is None:
-            return cls(None, budget, worker)
-        from gateway.policy.engine import PolicyEngine
-
-        engine = PolicyEngine.for_policy(route.policy, max_tokens=budget, enforce_rules=not policy_off)
-        return cls(engine, budget, worker)
+        self.thinking_stop_rule: str | None = None
+        self.tool_call = False
+        self._tool_tokens = 0
+        self._answer: PolicyEngine | None = None
+        # ``x-stopgate-policy: off`` (full inference) lets the model think until the request budget.
+        self._thinking = self._thinking_engine() if thinking_on and rules_on else None
 
     @property
-    def shadow(self) -> tuple[str, int] | None:
-        """(rule, token index) a shadow-mode policy would have stopped at, if any."""
-        hit = self.engine.shadow_hit if self.engine is not None else None
-        return (hit.rule, hit.tokens) if hit is not None else None
+    def completion_tokens(self) -> int:
+        answer = self._answer.tokens if self._answer is not None else 0
+        return self.reasoning_tokens + self.forced_tokens + answer + self._tool_tokens
 
-    async def after_token(self, event: TokenEvent, stream: TokenStream) -> Verdict:
-        if self.engine is None:
-            return GO_ON
-        decision = self.engine.feed(event, queue_depth=self.worker.queue_depth)
-        probe = self.engine.pending_probe() if not decision.stop else None
+    @property
+    def all_reasoning_tokens(self) -> int:
+        """Thinking tokens including those of a forced end-of-thinking marker."""
+        return self.reasoning_tokens + self.forced_tokens
+
+    @property
+    def probes(self) -> int:
+        """Probe generations answered so far (both phases)."""
+        return sum(e.outcome.probes for e in (self._answer, self._thinking) if e is not None)
+
+    @property
+    def shadow(self) -> ShadowHit | None:
+        """What a shadow-mode policy would have stopped at (the answer's rule first)."""
+        for engine in (self._answer, self._thinking):
+            if engine is not None and engine.shadow_hit is not None:
+                return engine.shadow_hit
+        return None
+
+    async def after_token(self, event: TokenEvent, stream: TokenStream) -> StopDecision:
+        """Feed one token to its phase's engine; a stop here ends the request (thinking never does)."""
+        if event.phase == "thinking":
+            await self._after_thinking_token(event, stream)
+            return CONTINUE
+        if event.tool_calls is not None:
+            self.tool_call = True
+        if self.tool_call:
+            self._tool_tokens += 1
+            return CONTINUE
+        engine = self._answer or self._answer_engine()
+        decision = engine.feed(event, queue_depth=self.worker.queue_depth)
+        probe = engine.pending_probe() if not decision.stop else None
         if probe is not None:
             # The probe's answer belongs after this token, so the token is always sent.
-            result = await self.worker.probe(stream, probe.suffix, probe.max_tokens)
-            decision = self.engine.feed_probe(result)
-        if not decision.stop:
-            return GO_ON
-        self.stop_rule = decision.rule
-        include = decision.include_token or probe is not None
-        return Verdict(True, decision.finish_reason, decision.append_text, include)
+            decision = engine.feed_probe(await self.worker.probe(stream, probe.suffix, probe.max_tokens))
+            if decision.stop:
+                decision = msgspec.structs.replace(decision, include_token=True)
+        if decision.stop:
+            self.stop_rule = decision.rule
+        return decision
+
+    async def _after_thinking_token(self, event: TokenEvent, stream: TokenStream) -> None:
+        self.reasoning_tokens += 1
+        engine = self._thinking
+        if engine is None or self.thinking_stop_rule is not None or self._answer is not None:
+            return
+        decision = engine.feed(event, queue_depth=self.worker.queue_depth)
+        probe = engine.pending_probe() if not decision.stop else None
+        if probe is not None:
+            decision = engine.feed_probe(await self.worker.probe(stream, probe.suffix, probe.max_tokens))
+        if decision.stop:
+            self.thinking_stop_rule = decision.rule or THINKING_BUDGET_RULE
+            self.forced_tokens += await self.worker.end_thinking(stream, self.end_text)
+
+    def _thinking_engine(self) -> PolicyEngine:
+        spec = self.policy.thinking if self.policy is not None else None
+        return PolicyEngine(
+            spec.rules if spec is not None else (),
+            max_tokens=self.budget.thinking_cap,
+            shadow=self.policy.shadow if self.policy is not None else False,
+        )
+
+    def _answer_engine(self) -> PolicyEngine:
+        policy = self.policy
+        self._answer = PolicyEngine(
+            policy.rules if policy is not None else (),
+            max_tokens=self.budget.answer_room(self.all_reasoning_tokens),
+            min_tokens=policy.min_tokens if policy is not None else 0,
+            shadow=policy.shadow if policy is not None else False,
+            enforce_rules=self.rules_on,
+        )
+        return self._answer

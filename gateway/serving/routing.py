@@ -8,12 +8,14 @@ lookup, no Redis round trip, pinned for the whole request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gateway.errors import UnknownDomain
+from gateway.serving.call import ChatCall
+from gateway.serving.ports import DomainClassifier, PolicySource
 
 if TYPE_CHECKING:
-    from gateway.serving.chat import ChatCall
+    from gateway.policy.schema import Policy
 
 FALLBACK_DOMAIN = "general"
 
@@ -25,20 +27,13 @@ class Route:
     policy_name: str
     policy_version: int
     policy_hash: str
-    policy: Any = None  # gateway.policy.schema.Policy, or None when no policy applies
-    default_max_tokens: int = 512
-
-    def budget(self, client_max_tokens: int | None) -> int:
-        """The smaller of the client's and the policy's max_tokens (the policy caps the client)."""
-        cap = self.policy.max_tokens if self.policy is not None else self.default_max_tokens
-        return min(client_max_tokens, cap) if client_max_tokens is not None else cap
+    policy: Policy | None = None  # None when no policy applies
 
 
 class Router:
-    def __init__(self, classifier: Any = None, policies: Any = None, *, default_max_tokens: int = 512) -> None:
+    def __init__(self, classifier: DomainClassifier | None = None, policies: PolicySource | None = None) -> None:
         self.classifier = classifier
         self.policies = policies
-        self.default_max_tokens = default_max_tokens
 
     @property
     def domain_names(self) -> frozenset[str]:
@@ -54,17 +49,9 @@ class Router:
         else:
             domain, confidence = await self._classify(call)
         if self.policies is None:
-            return Route(domain, confidence, "none", 0, "", None, self.default_max_tokens)
+            return Route(domain, confidence, "none", 0, "", None)
         active = self.policies.get(domain)
-        return Route(
-            domain,
-            confidence,
-            active.policy.domain,
-            active.version,
-            active.hash,
-            active.policy,
-            self.default_max_tokens,
-        )
+        return Route(domain, confidence, active.policy.domain, active.version, active.hash, active.policy)
 
     async def _classify(self, call: ChatCall) -> tuple[str, float]:
         if self.classifier is None:

@@ -12,11 +12,9 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from litestar import Litestar
-from litestar.di import Provide
 
+from gateway.app import http_app
 from gateway.http.admin_policies import AdminPoliciesController
-from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.policy.store import PolicyStore
 from gateway.redis_server import free_port
 from gateway.services import Services
@@ -38,12 +36,9 @@ class Replica:
 async def start_replica(redis_url: str, policies_dir: Path) -> Replica:
     store = PolicyStore(redis_url, policies_dir, DOMAINS, start_timeout=2.0)
     await store.start()
-    services = Services(settings=Settings(admin_key=ADMIN), worker=None, policies=store)  # type: ignore[arg-type]
-    app = Litestar(
-        route_handlers=[AdminPoliciesController],
-        dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-    )
+    services = Services(Settings(admin_key=ADMIN), worker=None)  # type: ignore[arg-type]
+    services.attach(policies=store)
+    app = http_app(services, [AdminPoliciesController])
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve())

@@ -8,14 +8,11 @@ from typing import Any
 
 import pytest
 from litestar import Litestar
-from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.testing import AsyncTestClient
 
+from gateway.app import http_app
 from gateway.classify import Classifier
-from gateway.http.auth import KeyRing
 from gateway.http.classify import MAX_TEXT_CHARS, AdminDomainsController, ClassifyController
-from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.services import Services
 from gateway.settings import Settings
 
@@ -52,13 +49,7 @@ def write_domain(directory: Path, name: str, examples: list[str]) -> None:
 
 
 def build_app(services: Services) -> Litestar:
-    return Litestar(
-        route_handlers=[ClassifyController, AdminDomainsController],
-        dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        state=State({"keyring": KeyRing(services.settings.api_keys)}),
-        request_max_body_size=services.settings.max_body_bytes,
-    )
+    return http_app(services, [ClassifyController, AdminDomainsController])
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +64,9 @@ def domains_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def services(domains_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Services:
     data_dir = tmp_path_factory.mktemp("data")
     settings = Settings(domains_dir=domains_dir, data_dir=data_dir, api_keys=(API_KEY,), admin_key=ADMIN_KEY)
-    return Services(settings=settings, worker=None, classifier=Classifier.from_settings(settings))  # type: ignore[arg-type]
+    services = Services(settings, worker=None)  # type: ignore[arg-type]
+    services.attach(classifier=Classifier.from_settings(settings))
+    return services
 
 
 @pytest.fixture()
@@ -184,7 +177,7 @@ async def test_reload_adds_a_domain_and_refuses_a_bad_file(
 
 async def test_not_ready_without_a_classifier(services: Services) -> None:
     """With no classifier loaded the endpoint is a 503 not_ready, not a crash."""
-    bare = Services(settings=services.settings, worker=None)  # type: ignore[arg-type]
+    bare = Services(services.settings, worker=None)  # type: ignore[arg-type]
     async with AsyncTestClient(app=build_app(bare)) as c:
         resp = await c.post("/v1/classify", json={"text": "hello"}, headers=AUTH)
     assert resp.status_code == 503 and resp.json()["error"]["code"] == "not_ready"

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 from litestar import Litestar
-from litestar.di import Provide
 from litestar.testing import TestClient
 
+from gateway.app import http_app
 from gateway.audit.log import AuditLog
 from gateway.audit.record import AuditRecord, encode_record
 from gateway.http.admin_audit import AuditController
-from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.services import Services
 from gateway.settings import Settings
 from tests.audit_records import COMPACT, build_record
@@ -35,16 +34,9 @@ def client(tmp_path: Path) -> Iterator[TestClient[Litestar]]:
         record("c", "math", None, "2026-05-01T12:00:00.000Z"),
     ]
     log_path.write_bytes(b"".join(encode_record(r) + b"\n" for r in recs))
-    services = Services(
-        settings=Settings(admin_key="adm-key"),
-        worker=None,  # type: ignore[arg-type]
-        audit=AuditLog(log_path, None, tmp_path / "spill"),
-    )
-    app = Litestar(
-        route_handlers=[AuditController],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
-    )
+    services = Services(Settings(admin_key="adm-key"), worker=None)  # type: ignore[arg-type]
+    services.attach(audit=AuditLog(log_path, None, tmp_path / "spill"))
+    app = http_app(services, [AuditController])
     with TestClient(app) as c:
         yield c
 

@@ -14,11 +14,53 @@ def body(**fields: object) -> bytes:
     return json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields}).encode()
 
 
-def test_unknown_fields_are_ignored_and_reported() -> None:
-    """Fields we do not know are returned for logging, not rejected."""
-    req, unknown = parse_chat_request(body(frequency_penalty=0.5, logit_bias={}))
+def test_fields_we_do_not_enforce_are_handed_on_as_sent() -> None:
+    """Pass-through OpenAI fields and unknown fields come back verbatim for the worker; enforced ones do not."""
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    req, extra = parse_chat_request(
+        body(frequency_penalty=0.5, logit_bias={"7": 1.0}, tools=tools, vendor_knob={"a": 1}, temperature=0)
+    )
     assert req.model == "m"
-    assert unknown == ["frequency_penalty", "logit_bias"]
+    assert extra == {"frequency_penalty": 0.5, "logit_bias": {"7": 1.0}, "tools": tools, "vendor_knob": {"a": 1}}
+
+
+def test_an_agent_turn_with_null_content_and_a_tool_result_parses() -> None:
+    """An assistant tool-call turn with content null and a role tool result are valid messages."""
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]
+    req, _ = parse_chat_request(json.dumps({"model": "m", "messages": messages}).encode())
+    assert req.messages[1].text() is None and req.messages[1].tool_calls[0].function.name == "w"
+    assert req.messages[2].tool_call_id == "c1"
+
+
+@pytest.mark.parametrize(
+    ("message", "param"),
+    [
+        ({"role": "user", "content": None}, "messages[0].content"),
+        ({"role": "tool", "content": "x"}, "messages[0].tool_call_id"),
+    ],
+)
+def test_null_content_outside_a_tool_call_turn_is_a_400_naming_the_message(message: dict, param: str) -> None:
+    """content null is allowed only with tool_calls; a tool result needs its call id."""
+    raw = {"model": "m", "messages": [message, {"role": "user", "content": "hi"}]}
+    with pytest.raises(RequestError) as err:
+        parse_chat_request(json.dumps(raw).encode())
+    assert err.value.param == param
+
+
+def test_top_logprobs_needs_logprobs_and_a_range() -> None:
+    """top_logprobs without logprobs, or above 20, is refused naming top_logprobs."""
+    for fields in ({"top_logprobs": 2}, {"logprobs": True, "top_logprobs": 21}):
+        with pytest.raises(RequestError) as err:
+            parse_chat_request(body(**fields))
+        assert err.value.param == "top_logprobs"
 
 
 def test_content_parts_are_joined_as_text() -> None:

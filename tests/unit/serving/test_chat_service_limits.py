@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from gateway.errors import RateLimited, WorkerError
-from gateway.serving.chat import ChatCall, ChatService
+from gateway.serving.call import ChatCall
+from gateway.serving.chat import ChatService
 from gateway.serving.routing import Router
 from gateway.worker.protocol import ChatMessage, ProbeResult, SamplingParams, TokenEvent, TokenStream
 
