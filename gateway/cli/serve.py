@@ -56,11 +56,9 @@ def app_services(app: Litestar) -> Any:
 
 def serve(app: Any, host: str, port: int, grace_s: float, *, on_signal: Callable[[], None] | None = None) -> None:
     """Run ``app`` until a signal; ``on_signal`` runs on the event loop at the first one."""
-    import uvicorn
+    from gateway.http.transport import server_config
 
-    config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=int(grace_s)
-    )
+    config = server_config(app, host, port, grace_s=grace_s)
     _graceful_server(config, on_signal).run()
 
 
