@@ -21,13 +21,14 @@ import yaml
 from redis.exceptions import RedisError
 
 from gateway.cli.common import add_settings_flags, settings_from_args
+from gateway.domains import BUILTIN_DOMAINS
 from gateway.errors import ConfigError, DefinitionError, StoreUnavailable, UnknownDomain
 from gateway.policy.loader import load_policies_dir, parse_policy
 from gateway.policy.records import PolicyRecords, PolicyVersion, connect, pick_version, redact
 from gateway.policy.schema import DEFAULT_DOMAIN, Policy
 from gateway.settings import Settings
 
-DEFAULT_DOMAINS = ("math", "code", "factual", "support", "small_talk", "general")
+DEFAULT_DOMAINS = BUILTIN_DOMAINS
 
 T = TypeVar("T")
 
