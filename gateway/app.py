@@ -23,8 +23,10 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from gateway import __version__
 from gateway.audit.log import AuditLog
+from gateway.autopilot import running_autopilot
 from gateway.classify.classifier import Classifier
 from gateway.http.admin_audit import AuditController
+from gateway.http.admin_autopilot import AdminAutopilotController
 from gateway.http.admin_policies import AdminPoliciesController
 from gateway.http.auth import AdminGate, KeyRing
 from gateway.http.chat import ChatController
@@ -49,7 +51,7 @@ log = structlog.get_logger(__name__)
 
 def build_worker(settings: Settings) -> Worker:
     if settings.worker_url:
-        return RemoteWorker(list(settings.worker_url), model=settings.model)
+        return RemoteWorker.for_settings(settings)
     return LocalWorker.for_serving(settings)
 
 
@@ -70,12 +72,15 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
             ratelimit = RateLimiter(redis_url, settings.rate_limit_rpm, settings.rate_limit_tpm)
             await ratelimit.start()
             stack.push_async_callback(ratelimit.close)
-            policies = PolicyStore(redis_url, settings.policies_dir, domains)
+            policies = PolicyStore(redis_url, settings.policies_dir, domains, source=settings.policies_source)
             await policies.start()
             stack.push_async_callback(policies.close)
             audit = AuditLog(settings.audit_log, redis_url, settings.data_dir / "audit-spill")
             await audit.start()
             stack.push_async_callback(audit.close)
+            autopilot = await stack.enter_async_context(
+                running_autopilot(settings, redis_url, domains, embed=classifier.embedder.embed)
+            )
             chat = ChatService(
                 worker,
                 Router(classifier, policies),
@@ -85,8 +90,9 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
                 audit=audit,
                 metrics=services.metrics,
                 ratelimit=ratelimit,
+                samples=autopilot.samples,
             )
-            services.attach(ratelimit=ratelimit, policies=policies, audit=audit, chat=chat)
+            services.attach(ratelimit=ratelimit, policies=policies, audit=audit, chat=chat, autopilot=autopilot.runner)
             await stack.enter_async_context(_running(worker))
             yield
 
@@ -99,6 +105,7 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
             AdminDomainsController,
             AuditController,
             AdminPoliciesController,
+            AdminAutopilotController,
         ],
         lifespan,
         OpenAPIConfig(title="Stopgate", version=__version__, path="/schema", render_plugins=[SwaggerRenderPlugin()]),
@@ -136,6 +143,7 @@ def http_app(
         request_max_body_size=services.settings.max_body_bytes,
         openapi_config=openapi or OpenAPIConfig(title="Stopgate", version=__version__, path="/schema"),
         debug=False,
+        logging_config=None,  # gateway.logs configures every logger of the process; Litestar adds none
         state=state,
     )
 

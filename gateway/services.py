@@ -14,6 +14,7 @@ from gateway.errors import NotReady
 
 if TYPE_CHECKING:
     from gateway.audit.log import AuditLog
+    from gateway.autopilot.runner import AutopilotRunner
     from gateway.classify.classifier import Classifier
     from gateway.metrics import Metrics
     from gateway.policy.store import PolicyStore
@@ -33,7 +34,7 @@ class Services:
         self.audit: AuditLog | None = None
         self.ratelimit: RateLimiter | None = None
         self.chat: ChatService | None = None
-        self.autopilot: Any = None  # gateway.autopilot's runner, when wired
+        self.autopilot: AutopilotRunner | None = None
 
     def attach(self, **parts: Any) -> None:
         """Hand over parts the lifespan has built and started (each complete)."""

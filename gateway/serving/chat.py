@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
 from gateway.audit.record import AuditDraft, Overrides, ShadowDecision
+from gateway.autopilot.samples import Sample, SampleSink, sample_tokens
 from gateway.errors import Draining, RateLimited
 from gateway.serving.call import Budget, ChatCall
 from gateway.serving.enforcement import Enforcer
@@ -47,7 +48,7 @@ class ChatService:
         audit: AuditSink | None = None,
         metrics: StreamMetrics | None = None,
         ratelimit: RequestLimiter | None = None,
-        samples: Any = None,
+        samples: SampleSink | None = None,
     ) -> None:
         self.worker = worker
         self.router = router
@@ -57,7 +58,7 @@ class ChatService:
         self.audit = audit
         self.metrics = metrics
         self.ratelimit = ratelimit
-        self.samples = samples  # gateway.autopilot.samples.SampleSink, when autopilot is wired
+        self.samples = samples  # the autopilot's sample store, when autopilot is wired
         self.background: set[asyncio.Task[None]] = set()  # quality samples finishing after their response
         self._runs: dict[str, ChatRun] = {}
         self._opening = 0
@@ -135,6 +136,7 @@ class ChatService:
             rules_on=not call.rules_off,
             thinking_on=thinking != "off",
             end_text=self.end_of_thinking,
+            question=call.last_user_text,
         )
         sampled = policy is not None and is_sampled(call.request_id, policy.sample_full_rate)
         return ChatRun(
@@ -172,12 +174,25 @@ class ChatService:
             self._submit_sample(run, outcome)
 
     def _submit_sample(self, run: ChatRun, outcome: Outcome) -> None:
-        if outcome.client_disconnected or run.route.policy is None:
+        """A sampled request whose generation ran to its own end (generated on after a rule stop, or
+        ended by itself) becomes a sample for the autopilot; its text goes to the sample store only."""
+        if outcome.client_disconnected or run.cut_by_client_stop or run.events is None or self.samples is None:
             return
-        try:
-            self.samples.submit_run(run, outcome)
-        except Exception as exc:  # samples are best effort; the request is already answered
-            log.warning("sample_submit_failed", error=type(exc).__name__)
+        stopped = outcome.full_completion_tokens is not None
+        self.samples.submit(
+            Sample(
+                domain=run.route.domain,
+                policy_version=run.route.policy_version,
+                policy_hash=run.route.policy_hash,
+                request_id=run.request_id,
+                ts=time.time(),
+                max_tokens=outcome.max_tokens,
+                events=sample_tokens(run.events),
+                stopped_at=outcome.completion_tokens - outcome.reasoning_tokens if stopped else None,
+                stop_rule=outcome.stop_rule if stopped else None,
+                finish_reason="length" if run.stream.finish_reason == "length" else "stop",
+            )
+        )
 
     def reject(self, call_id: str, api_key_id: str | None, exc: BaseException) -> None:
         """Audit a request the edge refused before it reached ``open`` (e.g. a malformed body)."""

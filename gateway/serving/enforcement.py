@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from gateway.policy.engine import CONTINUE, PolicyEngine, ShadowHit, StopDecision
+from gateway.policy.thinking import ThinkingEngine, ThinkingSpec
 from gateway.serving.call import Budget
 from gateway.worker.protocol import TokenEvent, TokenStream, Worker
 
 if TYPE_CHECKING:
     from gateway.policy.schema import Policy
 
-THINKING_BUDGET_RULE = "max_tokens"
-"""``thinking_stop_rule`` when the thinking budget, not a rule, ended the thinking."""
+_NO_SECTION = ThinkingSpec()
+"""A policy without a ``thinking`` section still bounds a model that thinks: total budget - reserve."""
 
 
 class Enforcer:
@@ -37,6 +38,7 @@ class Enforcer:
         rules_on: bool = True,
         thinking_on: bool = True,
         end_text: str = "\n</think>\n\n",
+        question: str | None = None,
     ) -> None:
         self.policy = policy
         self.budget = budget
@@ -51,7 +53,7 @@ class Enforcer:
         self._tool_tokens = 0
         self._answer: PolicyEngine | None = None
         # ``x-stopgate-policy: off`` (full inference) lets the model think until the request budget.
-        self._thinking = self._thinking_engine() if thinking_on and rules_on else None
+        self._thinking = self._thinking_engine(question) if thinking_on and rules_on else None
 
     @property
     def completion_tokens(self) -> int:
@@ -66,14 +68,17 @@ class Enforcer:
     @property
     def probes(self) -> int:
         """Probe generations answered so far (both phases)."""
-        return sum(e.outcome.probes for e in (self._answer, self._thinking) if e is not None)
+        answer = self._answer.outcome.probes if self._answer is not None else 0
+        return answer + (self._thinking.probes if self._thinking is not None else 0)
 
     @property
     def shadow(self) -> ShadowHit | None:
         """What a shadow-mode policy would have stopped at (the answer's rule first)."""
-        for engine in (self._answer, self._thinking):
-            if engine is not None and engine.shadow_hit is not None:
-                return engine.shadow_hit
+        if self._answer is not None and self._answer.shadow_hit is not None:
+            return self._answer.shadow_hit
+        think = self._thinking
+        if think is not None and think.shadow_rule is not None:
+            return ShadowHit(think.shadow_rule, think.shadow_tokens or 0, "stop")
         return None
 
     async def after_token(self, event: TokenEvent, stream: TokenStream) -> StopDecision:
@@ -103,20 +108,23 @@ class Enforcer:
         engine = self._thinking
         if engine is None or self.thinking_stop_rule is not None or self._answer is not None:
             return
-        decision = engine.feed(event, queue_depth=self.worker.queue_depth)
+        decision = engine.feed(event)
         probe = engine.pending_probe() if not decision.stop else None
         if probe is not None:
             decision = engine.feed_probe(await self.worker.probe(stream, probe.suffix, probe.max_tokens))
         if decision.stop:
-            self.thinking_stop_rule = decision.rule or THINKING_BUDGET_RULE
+            self.thinking_stop_rule = decision.rule
             self.forced_tokens += await self.worker.end_thinking(stream, self.end_text)
 
-    def _thinking_engine(self) -> PolicyEngine:
-        spec = self.policy.thinking if self.policy is not None else None
-        return PolicyEngine(
-            spec.rules if spec is not None else (),
-            max_tokens=self.budget.thinking_cap,
-            shadow=self.policy.shadow if self.policy is not None else False,
+    def _thinking_engine(self, question: str | None) -> ThinkingEngine:
+        policy = self.policy
+        spec = policy.thinking if policy is not None and policy.thinking is not None else _NO_SECTION
+        return ThinkingEngine(
+            spec,
+            budget=self.budget.thinking_cap,
+            shadow=policy.shadow if policy is not None else False,
+            end_marker=self.end_text.strip(),
+            question=question,
         )
 
     def _answer_engine(self) -> PolicyEngine:

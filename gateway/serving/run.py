@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from gateway.errors import StopgateError
+from gateway.policy.quality import agrees
 from gateway.serving.call import ChatCall
 from gateway.serving.enforcement import Enforcer
 from gateway.serving.outcome import Delta, Outcome
@@ -181,13 +182,26 @@ class ChatRun:
                     self.events.append(event)
                 if event.phase == "answer":
                     rest.append(event.text)
-            full, agreed = self.completion_tokens + extra, answers_agree(sent, sent + "".join(rest))
+            full, agreed = self.completion_tokens + extra, self._agreed(sent, sent + "".join(rest))
         except Exception as exc:  # the sample is best effort; the answer was already delivered
             log.warning("quality_sample_failed", error=type(exc).__name__)
             self.events = None
         finally:
             self.stream.cancel()
             self._on_close(self, self._outcome(False, None, full, agreed))
+
+    def _agreed(self, sent: str, full: str) -> bool:
+        """The domain's own quality metric (the embedder-based one is left to the autopilot, off the loop)."""
+        policy = self.route.policy
+        spec = policy.quality if policy is not None else None
+        if spec is None or spec.metric == "semantic":
+            return answers_agree(sent, full)
+        return agrees(spec, sent, full)
+
+    @property
+    def cut_by_client_stop(self) -> bool:
+        """The client's own stop string ended it: the generation is not a full one."""
+        return self._matcher.matched
 
     def _outcome(
         self,
