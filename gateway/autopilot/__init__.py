@@ -8,13 +8,12 @@ through the policy store.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.autopilot.runner import AutopilotRunner
 from gateway.autopilot.samples import SampleStore
-from gateway.policy.quality import Embed
 from gateway.policy.records import PolicyRecords, connect
 
 if TYPE_CHECKING:
@@ -31,9 +30,17 @@ class Autopilot:
 
 @contextlib.asynccontextmanager
 async def running_autopilot(
-    settings: Settings, redis_url: str, domains: Collection[str], *, embed: Embed | None = None
+    settings: Settings,
+    redis_url: str,
+    domains: Collection[str],
+    *,
+    embed: Callable[[Sequence[str]], Any] | None = None,
 ) -> AsyncIterator[Autopilot]:
-    """The sample store and the tuning loop, started; on exit the queued samples are written first."""
+    """The sample store and the tuning loop, started; on exit the queued samples are written first.
+
+    ``embed``: the classifier's sentence embedder (texts -> rows of floats, e.g. a numpy array),
+    for the ``semantic`` quality metric.
+    """
     client = connect(redis_url)
     samples = SampleStore(
         redis_url,
@@ -47,7 +54,7 @@ async def running_autopilot(
         domains,
         interval_s=settings.autopilot_interval_s,
         tune_every=settings.autopilot_tune_every,
-        embed=embed,
+        embed=(lambda texts: [[float(x) for x in row] for row in embed(texts)]) if embed is not None else None,
     )
     samples.on_written = runner.notify
     await samples.start()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
@@ -138,6 +139,41 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.autopilot.study import StudyOptions, run_study
+
+    settings = settings_from_args(args)
+    options = StudyOptions(
+        data=Path(args.data),
+        limit_per_domain=args.limit_per_domain,
+        domains=tuple(d for d in (args.domains or "").split(",") if d),
+        start=args.start,
+        target=args.target,
+        min_samples=args.min_samples,
+        tune_every=args.tune_every or settings.autopilot_tune_every,
+        interval_s=float(settings.autopilot_interval_s if args.interval_s is None else args.interval_s),
+        gap_s=args.gap_s,
+    )
+    results = asyncio.run(run_study(settings, options))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"options": {**vars(options), "data": str(options.data)}, "data": results})
+        )
+    print(
+        "| domain | requests | autopilot saved | agreement | changes | shipped saved | agreement | start saved | agreement |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        a, s, f = r["autopilot"], r["shipped"], r["start"]
+        print(
+            f"| {r['domain']} | {a['requests']} | {a['saved_pct']}% | {a['agreement']} | {len(r['changes'])} "
+            f"| {s['saved_pct']}% | {s['agreement']} | {f['saved_pct']}% | {f['agreement']} |"
+        )
+    return 0
+
+
 def register(subparsers: Any) -> None:
     group = subparsers.add_parser("autopilot", help="autopilot: per-domain tuning from sampled live traffic")
     sub = group.add_subparsers(dest="autopilot_command", required=True)
@@ -155,3 +191,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("domain")
     add_settings_flags(p)
     p.set_defaults(handler=cmd_apply)
+    p = sub.add_parser("study", help="offline: autopilot replayed over a data set's full generations, in arrival order")
+    p.add_argument("--data", required=True, help="JSONL rows (id, domain, query)")
+    p.add_argument("--limit-per-domain", type=int, default=None)
+    p.add_argument("--domains", default=None, help="comma-separated (default: all in the data)")
+    p.add_argument("--start", choices=("loose", "shipped"), default="loose")
+    p.add_argument("--target", type=float, default=0.9, help="target_agreement")
+    p.add_argument("--min-samples", type=int, default=30)
+    p.add_argument("--tune-every", type=int, default=None)
+    p.add_argument("--interval-s", type=float, default=None)
+    p.add_argument("--gap-s", type=float, default=10.0, help="simulated seconds between two requests")
+    p.add_argument("--json", default=None, help="write every figure and change here")
+    add_settings_flags(p)
+    p.set_defaults(handler=cmd_study)
