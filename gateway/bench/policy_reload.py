@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import secrets
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -93,8 +92,8 @@ async def _measure(redis_url: str, policies_dir: Path, updates: int, lookups: in
     return {
         "updates": updates,
         "missed_after_5s": missed,
-        "propagation_ms": {"p50": statistics.median(ms), "p99": percentile(ms, 99), "max": max(ms)} if ms else None,
-        "write_ms_p50": statistics.median(writes) * 1000 if writes else None,
+        "propagation_ms": {"p50": percentile(ms, 50), "p99": percentile(ms, 99), "max": max(ms)} if ms else None,
+        "write_ms_p50": (percentile(writes, 50) or 0.0) * 1000 if writes else None,
         "lookups": lookups,
         "lookup_us": {"p50": percentile(us, 50), "p99": percentile(us, 99), "max": max(us)} if us else None,
     }
