@@ -11,6 +11,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+CONTEXT_IDS = 4
+"""Ids kept before a restart: enough to hold any character a byte-level BPE splits."""
+
 
 class IncrementalDetokenizer:
     def __init__(self, tokenizer: Any) -> None:
@@ -27,6 +30,28 @@ class IncrementalDetokenizer:
             self._prefix, self._read = self._read, len(self._ids)
             return after[len(before) :]
         return ""
+
+    def restart(self, context: list[int]) -> None:
+        """Continue after ``context`` (the ids now before the next token), as already shown.
+
+        After tokens are taken back and others appended (a forced end of thinking), the next
+        token's text is its difference to the last few context ids, so spacing stays right."""
+        self._ids = list(context[-CONTEXT_IDS:])
+        self._prefix, self._read = 0, len(self._ids)
+
+
+class TokenTexts:
+    """The text of single token ids (top-logprob alternatives), decoded once per id."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._decode = _decoder(tokenizer)
+        self._texts: dict[int, str] = {}
+
+    def __call__(self, token_id: int) -> str:
+        text = self._texts.get(token_id)
+        if text is None:
+            text = self._texts[token_id] = self._decode([token_id])
+        return text
 
 
 def _decoder(tokenizer: Any) -> Callable[[list[int]], str]:

@@ -11,7 +11,8 @@ import torch
 
 from gateway.worker.detokenize import IncrementalDetokenizer
 from gateway.worker.protocol import SamplingParams, TokenEvent
-from gateway.worker.scheduler import AsyncioDeliver, BatchScheduler, Sequence
+from gateway.worker.scheduler import AsyncioDeliver, BatchScheduler
+from gateway.worker.sequence import Sequence
 
 
 async def test_one_steps_events_for_one_loop_arrive_in_one_callback(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,10 +25,10 @@ async def test_one_steps_events_for_one_loop_arrive_in_one_callback(monkeypatch:
     seqs = [Sequence([1], SamplingParams(max_tokens=1), AsyncioDeliver(loop), no_text) for _ in range(3)]
     got: list[tuple[int, Any]] = []
     for n, seq in enumerate(seqs):
-        seq.sink = lambda item, n=n: got.append((n, item))
+        seq.sink = lambda item, epoch, n=n: got.append((n, item))
     events = [TokenEvent(0, 5, "a", -0.1), None, TokenEvent(0, 6, "b", -0.2)]
     scheduler = BatchScheduler(SimpleNamespace(device=torch.device("cpu")))  # type: ignore[arg-type]
-    scheduler._flush(list(zip(seqs, events, strict=True)))
+    scheduler._flush([(seq, event, 0) for seq, event in zip(seqs, events, strict=True)])
     await asyncio.sleep(0)
     assert len(wakeups) == 1
     assert got == list(enumerate(events))
