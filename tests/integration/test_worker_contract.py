@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 
 from gateway.app import create_worker_app
+from gateway.errors import RequestError
 from gateway.redis_server import free_port
 from gateway.settings import Settings
 from gateway.worker.local import LocalWorker
@@ -104,3 +105,33 @@ async def test_probe_continues_the_running_answer(worker: Worker) -> None:
     assert 0 < result.tokens <= 4
     assert 0.0 < result.confidence <= 1.0
     assert result.text
+
+
+async def test_top_logprobs_give_the_best_alternatives(worker: Worker) -> None:
+    """top_logprobs=2: two alternatives per token, best first."""
+    stream = await worker.generate(QUESTION, SamplingParams(max_tokens=4, top_logprobs=2))
+    events = [e async for e in stream]
+    assert events and all(len(e.top_logprobs) == 2 for e in events)
+    assert all(e.top_logprobs[0].logprob >= e.top_logprobs[1].logprob for e in events)
+
+
+async def test_thinking_on_then_end_thinking_gives_an_answer_phase(worker: Worker) -> None:
+    """thinking on: events are thinking; after end_thinking they are answer and the marker is counted."""
+    stream = await worker.generate(QUESTION, SamplingParams(max_tokens=24, thinking="on"))
+    events = []
+    appended = 0
+    async for e in stream:
+        events.append(e)
+        if len(events) == 4:
+            appended = await worker.end_thinking(stream, "\n</think>\n\n")
+    assert {e.phase for e in events[:4]} == {"thinking"}
+    assert appended > 0 and len(events) > 4 and {e.phase for e in events[4:]} == {"answer"}
+
+
+async def test_tools_the_model_cannot_take_are_a_400_naming_tools(worker: Worker) -> None:
+    """tools for a model whose template has no tool support: a request error with param 'tools'."""
+    tools = [{"type": "function", "function": {"name": "get_weather"}}]
+    with pytest.raises(RequestError) as err:
+        stream = await worker.generate(QUESTION, SamplingParams(max_tokens=4, extra={"tools": tools}))
+        [e async for e in stream]
+    assert err.value.param == "tools"
