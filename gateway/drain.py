@@ -18,8 +18,9 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-ABORT_GRACE_S = 5.0
-"""After ``abort_all``, how long the error frames get to be written before the server moves on."""
+ABORT_GRACE_S = 15.0
+"""After ``abort_all``, how long the error frames get to be written before the server moves on: an
+aborted stream ends at the worker's next step, which takes seconds on a starved CPU."""
 
 REASON = "The gateway is shutting down; this stream was ended at the drain deadline."
 

@@ -1,6 +1,8 @@
-"""``stopgate policies validate|push|show|history|rollback``: the operator's side of the policy store.
+"""``stopgate policies validate|diff|push|show|history|rollback``: the operator's side of the policy store.
 
-``validate`` needs only the files; the others talk to the Redis the gateways use
+``validate`` needs only the files (with a Redis configured it also warns about every file that differs
+from its active version: the store wins on start unless ``STOPGATE_POLICIES_SOURCE=files``); ``diff``
+compares each file with the active version; the others talk to the Redis the gateways use
 (``STOPGATE_REDIS_URL``) through ``gateway.policy.records``, so every running replica picks the
 change up through pub/sub. Domain names come from the ``name`` fields of the domain files (read
 with plain YAML here, so this command never imports the classifier or torch).
@@ -23,6 +25,7 @@ from redis.exceptions import RedisError
 from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.domains import BUILTIN_DOMAINS
 from gateway.errors import ConfigError, DefinitionError, StoreUnavailable, UnknownDomain
+from gateway.policy.drift import Drift, find_drift
 from gateway.policy.loader import load_policies_dir, parse_policy
 from gateway.policy.records import PolicyRecords, PolicyVersion, connect, pick_version, redact
 from gateway.policy.schema import DEFAULT_DOMAIN, Policy
@@ -112,7 +115,36 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if policies is None:
         return 1
     print(f"ok: {len(policies)} policies valid ({', '.join(sorted(policies))})")
+    if settings.redis_url:  # files that are valid but not live: say so (the store wins on start)
+        try:
+            drifts = _run_redis(settings, lambda records: _drift(records, policies))
+        except StoreUnavailable as exc:
+            print(f"stopgate: note: not compared with the active versions: {exc.message}", file=sys.stderr)
+            return 0
+        for drift in drifts:
+            print(f"warning: {drift.describe(settings.policies_source)}", file=sys.stderr)
     return 0
+
+
+async def _drift(records: PolicyRecords, policies: dict[str, Policy]) -> list[Drift]:
+    active = {d: (r.version, r.hash, r.source) for d, r in (await records.read_all(policies)).items()}
+    return find_drift({d: p.content_hash() for d, p in policies.items()}, active)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Each domain: its file against the active version in Redis; exit 1 when any differs."""
+    settings = settings_from_args(args)
+    policies = _load(args, settings)
+    if policies is None:
+        return 1
+    drifts = {d.domain: d for d in _run_redis(settings, lambda records: _drift(records, policies))}
+    for domain, policy in sorted(policies.items()):
+        drift = drifts.get(domain)
+        if drift is None:
+            print(f"{domain}: same as the active version (sha256:{policy.content_hash()[:12]})")
+        else:
+            print(f"{domain}: {drift.describe(settings.policies_source).split(': ', 1)[1]}")
+    return 1 if drifts else 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -209,6 +241,11 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("validate", help="check every policy file; exit 1 listing every problem")
     p.add_argument("dir", nargs="?", type=Path, default=None, help="policies directory (default: settings)")
     p.set_defaults(handler=cmd_validate)
+    _add_common(p)
+
+    p = sub.add_parser("diff", help="compare each policy file with the active version; exit 1 if any differs")
+    p.add_argument("dir", nargs="?", type=Path, default=None, help="policies directory (default: settings)")
+    p.set_defaults(handler=cmd_diff)
     _add_common(p)
 
     p = sub.add_parser("push", help="validate, then publish the changed policies to Redis")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import uvicorn
     from litestar import Litestar
 
-SHUTDOWN_GRACE_S = 10
+SHUTDOWN_GRACE_S = 20
 """uvicorn's own deadline is the drain's plus this: time for the error frames and the lifespan's start."""
 
 

@@ -40,15 +40,23 @@ def _domain(store: PolicyStore, domain: str) -> str:
     return domain
 
 
-def policy_view(domain: str, active: ActivePolicy) -> dict[str, Any]:
-    """The wire shape of one domain's active policy (``inherited_from``: set when it is the default)."""
-    return {
+def policy_view(domain: str, active: ActivePolicy, store: PolicyStore | None = None) -> dict[str, Any]:
+    """The wire shape of one domain's active policy (``inherited_from``: set when it is the default).
+
+    With the store: ``file_hash`` (the domain's policy file as last read, None without one) and
+    ``file_differs`` (the file is not the active version: the store wins until a push or reload)."""
+    view = {
         "domain": domain,
         "version": active.version,
         "hash": active.hash,
         "policy": active.document(),
         "inherited_from": active.domain if active.domain != domain else None,
     }
+    if store is not None:
+        file_hash = store.file_hash(domain)
+        view["file_hash"] = file_hash
+        view["file_differs"] = file_hash is not None and file_hash != active.hash
+    return view
 
 
 def version_view(entry: PolicyVersion, active_version: int | None) -> dict[str, Any]:
@@ -105,12 +113,16 @@ class AdminPoliciesController(Controller):
     @get("/", summary="Every domain's active policy and the store's state")
     async def list_policies(self, request: Request[Any, Any, Any], services: Services) -> dict[str, Any]:
         store = _admin_store(request, services)
-        return {"store": store.status(), "data": [policy_view(d, a) for d, a in store.snapshot.items()]}
+        return {
+            "store": store.status(),
+            "files_differ": [d.domain for d in store.drift()],  # edited files that are not live
+            "data": [policy_view(d, a, store) for d, a in store.snapshot.items()],
+        }
 
     @get("/{domain:str}", summary="The active policy of a domain (the default one if it has none)")
     async def get_policy(self, request: Request[Any, Any, Any], services: Services, domain: str) -> dict[str, Any]:
         store = _admin_store(request, services)
-        return policy_view(domain, store.get(_domain(store, domain)))
+        return policy_view(domain, store.get(_domain(store, domain)), store)
 
     @put("/{domain:str}", summary="Replace a domain's policy: a new version on every replica")
     async def put_policy(self, request: Request[Any, Any, Any], services: Services, domain: str) -> dict[str, Any]:

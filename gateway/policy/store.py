@@ -24,6 +24,7 @@ import structlog
 from redis.asyncio import Redis
 
 from gateway.errors import ConfigError, DefinitionError, StoreUnavailable, UnknownDomain
+from gateway.policy.drift import Drift, find_drift
 from gateway.policy.loader import load_policies_dir, parse_policy
 from gateway.policy.records import DEFAULT_PREFIX, PolicyRecords, PolicyVersion, connect, pick_version, redact
 from gateway.policy.schema import DEFAULT_DOMAIN, Policy
@@ -88,8 +89,11 @@ class PolicyStore:
         prefix: str = DEFAULT_PREFIX,
         resync_interval: float = 5.0,
         start_timeout: float = 3.0,
+        source: str = "store",
     ) -> None:
         self.redis_url = redis_url
+        self.policies_source = source  # which wins on start when a file and the active version differ
+        self._file_hashes: dict[str, str] = {}
         self.policies_dir = Path(policies_dir)
         self.known_domains = frozenset(domains) | {DEFAULT_DOMAIN}
         self._prefix = prefix
@@ -139,6 +143,7 @@ class PolicyStore:
     async def start(self) -> None:
         """Load the files (invalid files: ``DefinitionError``), then connect, seed and sync."""
         files = load_policies_dir(self.policies_dir, self.known_domains - {DEFAULT_DOMAIN})
+        self._file_hashes = {d: p.content_hash() for d, p in files.items()}
         self._snapshot = PolicySnapshot(
             {d: ActivePolicy(p, p.version, p.content_hash(), "files") for d, p in files.items()}
         )
@@ -147,6 +152,27 @@ class PolicyStore:
         self._task = asyncio.create_task(self._run(), name="policy-store-sync")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._synced.wait(), self._start_timeout)
+        if self._healthy and self.policies_source == "files":
+            with contextlib.suppress(StoreUnavailable):
+                await self.reload_from_files()  # files win on start: each changed file becomes a new version
+        for drift in self.drift():  # an edited file that is not live must not go unnoticed
+            log.warning(
+                "policy.file_differs",
+                domain=drift.domain,
+                file_hash=drift.file_hash,
+                active_hash=drift.active_hash,
+                active_version=drift.active_version,
+                detail=drift.describe(self.policies_source),
+            )
+
+    def file_hash(self, domain: str) -> str | None:
+        """The hash of the domain's policy file as last read (start or reload); None without a file."""
+        return self._file_hashes.get(domain)
+
+    def drift(self) -> list[Drift]:
+        """Domains whose file differs from the active version (empty while only the files are known)."""
+        active = {d: (a.version, a.hash, a.source) for d, a in self._snapshot.items() if a.source != "files"}
+        return [d for d in find_drift(self._file_hashes, active) if d.active_version is not None]
 
     async def close(self) -> None:
         self._closing = True
@@ -194,6 +220,7 @@ class PolicyStore:
     async def reload_from_files(self) -> dict[str, ActivePolicy]:
         """Re-read the policies directory and write the documents that changed; returns those."""
         files = load_policies_dir(self.policies_dir, self.known_domains - {DEFAULT_DOMAIN})
+        self._file_hashes = {d: p.content_hash() for d, p in files.items()}
         changed: dict[str, ActivePolicy] = {}
         for domain, policy in sorted(files.items()):
             current = self._snapshot.own(domain)
