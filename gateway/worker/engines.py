@@ -7,7 +7,7 @@ something, the worker degrades in the stated way of the profile's ``notes`` (log
 
 | engine     | token ids | continue_final | usage in stream | load figures        | concurrency |
 |------------|-----------|----------------|-----------------|---------------------|-------------|
-| stopgate   | yes       | yes            | yes             | /healthz JSON       | batched     |
+| stopgate   | yes       | yes            | yes, at once    | /healthz JSON       | batched     |
 | vllm       | yes       | yes            | yes, per chunk  | /metrics            | batched     |
 | sglang     | no        | yes            | yes             | in-flight only      | batched     |
 | llamacpp   | no        | no             | no              | in-flight only      | one at a time |
@@ -62,7 +62,7 @@ class EngineProfile:
 
 def profile_for(kind: str, health_path: str) -> EngineProfile:
     if kind == "stopgate":
-        return EngineProfile(kind, health_path, token_ids=True, continue_final=True)
+        return EngineProfile(kind, health_path, token_ids=True, continue_final=True, continuous_usage=True)
     if kind == "vllm":
         return EngineProfile(kind, health_path, token_ids=True, continue_final=True, continuous_usage=True)
     if kind == "sglang":

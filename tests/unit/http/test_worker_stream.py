@@ -1,4 +1,5 @@
-"""The worker API's stream ends any failure after the first byte with one error frame and [DONE]."""
+"""The worker API's stream: OpenAI/vLLM chunk shapes (reasoning, logprobs, tool calls), and any failure
+after the first byte ends it with one error frame and [DONE]."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import json
 from collections.abc import AsyncIterator
 
 from gateway.errors import WorkerError
-from gateway.http.worker_api import _Shape, _sse
-from gateway.worker.protocol import TokenEvent
+from gateway.http.worker_api import _parse, _Shape, _sse
+from gateway.worker.protocol import TokenEvent, TopLogprob
 
 
 class BreakingStream:
@@ -37,7 +38,7 @@ async def frames(exc: Exception) -> tuple[list[str], BreakingStream]:
 async def test_an_unexpected_failure_becomes_an_internal_error_frame() -> None:
     """A RuntimeError mid-stream: the token, then a server_error frame and [DONE]; the stream is cancelled."""
     out, stream = await frames(RuntimeError("boom"))
-    assert '"Hi"' in out[0]
+    assert '"role":"assistant"' in out[0] and '"Hi"' in out[1]
     error = json.loads(out[-2].removeprefix("data: "))["error"]
     assert error["type"] == "server_error" and "boom" not in error["message"]
     assert out[-1] == "data: [DONE]\n\n" and stream.cancelled
@@ -48,3 +49,76 @@ async def test_a_stopgate_error_keeps_its_own_mapping() -> None:
     out, _ = await frames(WorkerError("worker gone"))
     error = json.loads(out[-2].removeprefix("data: "))["error"]
     assert "worker gone" in error["message"] and out[-1] == "data: [DONE]\n\n"
+
+
+class ListStream:
+    """A finished token stream over fixed events."""
+
+    def __init__(self, events: list[TokenEvent], finish: str = "stop") -> None:
+        self.events, self.finish_reason, self.prompt_tokens = events, finish, 4
+
+    async def __aiter__(self) -> AsyncIterator[TokenEvent]:
+        for e in self.events:
+            yield e
+
+    def cancel(self) -> None:
+        pass
+
+
+async def chunks(events: list[TokenEvent], **shape: bool) -> list[dict]:
+    s = _Shape("c", "m", chat=True, logprobs=shape.get("logprobs", False), token_ids=shape.get("token_ids", False))
+    out = [f.decode() async for f in _sse(ListStream(events), s, include_usage=True)]
+    return [json.loads(f.removeprefix("data: ")) for f in out[:-1]]
+
+
+async def test_thinking_streams_as_reasoning_content_and_usage_counts_it() -> None:
+    """Thinking events are delta.reasoning_content, answer events delta.content; usage has reasoning_tokens."""
+    events = [
+        TokenEvent(0, 1, "", -0.1, phase="thinking"),
+        TokenEvent(1, 2, "hmm", -0.1, phase="thinking"),
+        TokenEvent(2, 3, "Yes", -0.1),
+    ]
+    out = await chunks(events)
+    deltas = [c["choices"][0]["delta"] for c in out[1:4]]
+    assert deltas == [{"reasoning_content": ""}, {"reasoning_content": "hmm"}, {"content": "Yes"}]
+    assert out[-1]["usage"]["completion_tokens"] == 3
+    assert out[-1]["usage"]["completion_tokens_details"] == {"reasoning_tokens": 2}
+
+
+async def test_top_logprobs_and_token_ids_in_logprobs_entries() -> None:
+    """Each chunk's logprobs entry carries the token (or token_id:N), its logprob and the alternatives."""
+    e = TokenEvent(0, 42, " a", -0.5, top_logprobs=(TopLogprob(" a", -0.5), TopLogprob(" b", -1.0)))
+    entry = (await chunks([e], logprobs=True))[1]["choices"][0]["logprobs"]["content"][0]
+    assert entry["token"] == " a" and entry["logprob"] == -0.5
+    assert [t["token"] for t in entry["top_logprobs"]] == [" a", " b"]
+    entry = (await chunks([e], logprobs=True, token_ids=True))[1]["choices"][0]["logprobs"]["content"][0]
+    assert entry["token"] == "token_id:42"
+
+
+async def test_tool_call_events_stream_as_tool_call_deltas_and_finish_tool_calls() -> None:
+    """An event with tool_calls is a delta.tool_calls chunk; finish_reason tool_calls passes through."""
+    call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    s = _Shape("c", "m", chat=True, logprobs=False, token_ids=False)
+    out = [
+        f.decode()
+        async for f in _sse(ListStream([TokenEvent(0, 1, "", -0.1, tool_calls=(call,))], "tool_calls"), s, False)
+    ]
+    frames_ = [json.loads(f.removeprefix("data: ")) for f in out[:-1]]
+    assert frames_[1]["choices"][0]["delta"] == {"tool_calls": [call]}
+    assert frames_[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_request_fields_the_worker_does_not_read_go_to_extra() -> None:
+    """tools, penalties and unknown fields are handed on; enable_thinking sets the thinking mode."""
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "frequency_penalty": 0.5,
+        "chat_template_kwargs": {"enable_thinking": True},
+        "logprobs": True,
+        "top_logprobs": 3,
+    }
+    req, extra = _parse(json.dumps(body).encode())
+    assert set(extra) == {"tools", "frequency_penalty"}
+    assert req.thinking == "on" and req.alternatives(chat=True) == 3
