@@ -31,6 +31,7 @@ BENCHMARKS = {
     "policy-reload": "policy propagation between two replicas through Redis",
     "audit": "audit submit cost, throughput and a Redis-outage no-loss check",
     "load": "N concurrent streams for T seconds on loopback",
+    "overhead": "TTFT and throughput added in front of a real engine; relay capacity against a synthetic upstream",
 }
 
 
