@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import msgspec
 import structlog
 
 from gateway.errors import NotReady, RequestError, WorkerError, WorkerUnavailable
@@ -147,15 +148,51 @@ class RemoteWorker:
             body["chat_template_kwargs"] = kwargs
         return body
 
-    def _reader(self, profile: EngineProfile, params: SamplingParams) -> ChunkReader:
+    def _request(
+        self, profile: EngineProfile, dicts: list[dict[str, Any]], params: SamplingParams, prefix: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        """Path and body of a generation; with ``prefix``, one that continues an assistant message
+        starting with it: ``continue_final_message`` where the engine has it, else a completions
+        request on the chat template rendered here (llama.cpp's server)."""
+        body = self._body(profile, dicts, params)
+        if prefix is None:
+            return "/v1/chat/completions", body
+        messages = [*dicts, {"role": "assistant", "content": prefix}]
+        if profile.continue_final:
+            body.update(messages=messages, continue_final_message=True, add_generation_prompt=False)
+            return "/v1/chat/completions", body
+        prompt = self.counter.render(messages, continue_final=True)
+        if prompt is None:
+            raise WorkerError("this engine cannot continue a message and no local chat template is at hand")
+        del body["messages"]
+        body["prompt"] = prompt
+        body["logprobs"] = max(1, params.top_logprobs)  # completions: logprobs is the number of alternatives
+        body.pop("top_logprobs", None)
+        return "/v1/completions", body
+
+    def _reader(self, profile: EngineProfile, params: SamplingParams, prefix: str | None) -> ChunkReader:
         counter = self.counter if not profile.stream_usage or profile.logprobs_need_top else None
-        return ChunkReader(self.markers, top_logprobs=params.top_logprobs, counter=counter)
+        reader = ChunkReader(self.markers, top_logprobs=params.top_logprobs, counter=counter)
+        if prefix is not None:
+            reader.start_thinking(prefix)
+        return reader
 
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream:
+        """``thinking: on`` on an engine other than ``stopgate worker`` (which opens the block itself on
+        ``enable_thinking``) starts the assistant message with the start marker, so the model thinks
+        even when its template would not."""
         dicts = message_dicts(messages)
-        upstream, response = await self._open(lambda p: ("/v1/chat/completions", self._body(p, dicts, params)))
+        prefixes: dict[str, str | None] = {}
+
+        def build(profile: EngineProfile) -> tuple[str, dict[str, Any]]:
+            forced = params.thinking == "on" and profile.kind != "stopgate"
+            prefix = prefixes[profile.kind] = self.markers.start + "\n" if forced else None
+            return self._request(profile, dicts, params, prefix)
+
+        upstream, response = await self._open(build)
         profile = upstream.profile or EngineProfile()
-        stream = RemoteTokenStream(self, upstream, response, messages, params, self._reader(profile, params))
+        reader = self._reader(profile, params, prefixes.get(profile.kind))
+        stream = RemoteTokenStream(self, upstream, response, messages, params, reader)
         if not profile.stream_usage:
             stream.prompt_tokens = await asyncio.to_thread(self._count_prompt, dicts)
         return stream
@@ -204,30 +241,12 @@ class RemoteWorker:
             stream.end("length")
             return appended
         params = stream.params
-        messages = self._continued(stream, "")
-        cont = SamplingParams(
-            max_tokens=remaining,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            seed=params.seed,
-            top_logprobs=params.top_logprobs,
-            thinking=params.thinking,
-            extra=params.extra,
-        )
+        dicts = message_dicts(stream.messages)
+        prefix = stream.reader.raw_text
+        cont = msgspec.structs.replace(params, max_tokens=remaining)
 
         def build(profile: EngineProfile) -> tuple[str, dict[str, Any]]:
-            body = self._body(profile, messages, cont)
-            if profile.continue_final:
-                body.update(continue_final_message=True, add_generation_prompt=False)
-                return "/v1/chat/completions", body
-            prompt = self.counter.render(messages, continue_final=True)
-            if prompt is None:
-                raise WorkerError("this engine cannot continue a message and no local chat template is at hand")
-            del body["messages"]
-            body["prompt"] = prompt
-            body["logprobs"] = max(1, params.top_logprobs)  # completions: logprobs is the alternatives count
-            body.pop("top_logprobs", None)
-            return "/v1/completions", body
+            return self._request(profile, dicts, cont, prefix)
 
         try:
             upstream, response = await self._open(build, prefer=stream.upstream)

@@ -102,6 +102,13 @@ class ChunkReader:
     def raw_text(self) -> str:
         return "".join(self.raw)
 
+    def start_thinking(self, prefix: str) -> None:
+        """The request opened the thinking block itself (``prefix``, the start marker): the
+        generation starts inside it."""
+        self.splitter = PhaseSplitter(self.markers, thinking=True)
+        self.raw = [prefix]
+        self._phase = "thinking"
+
     def read(self, choice: dict[str, Any]) -> list[TokenEvent]:
         """The events one chunk's choice completes (some may wait for a split marker to resolve)."""
         delta = choice.get("delta")
