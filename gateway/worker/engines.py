@@ -15,6 +15,7 @@ something, the worker degrades in the stated way of the profile's ``notes`` (log
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,3 +141,20 @@ def vllm_load(metrics_text: str) -> tuple[int, int]:
         else:
             waiting += float(value)
     return int(running), int(waiting)
+
+
+@dataclass
+class Upstream:
+    """One engine URL as the remote worker routes to it: health, load, and what it can do."""
+
+    url: str
+    healthy: bool = False
+    reported_load: int = 0
+    reported_queue: int = 0
+    in_flight: int = 0
+    profile: EngineProfile | None = None
+    slots: asyncio.Semaphore | None = field(default=None, repr=False)  # engines that take one request at a time
+
+    @property
+    def load(self) -> int:
+        return self.reported_load + self.in_flight

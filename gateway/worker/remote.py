@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ import msgspec
 import structlog
 
 from gateway.errors import NotReady, RequestError, WorkerError, WorkerUnavailable
-from gateway.worker.engines import EngineProfile, discover, vllm_load
+from gateway.worker.engines import EngineProfile, Upstream, discover, vllm_load
 from gateway.worker.phases import ThinkMarkers
 from gateway.worker.protocol import ChatMessage, ProbeResult, SamplingParams, TokenStream, message_dicts
 from gateway.worker.remote_chunks import ChunkReader, _entries
@@ -41,21 +40,6 @@ log = structlog.get_logger(__name__)
 
 _OURS = ("model", "messages", "prompt", "stream", "max_tokens", "max_completion_tokens", "n")
 """Request fields the worker sets itself; the same names in ``extra`` are not forwarded."""
-
-
-@dataclass
-class Upstream:
-    url: str
-    healthy: bool = False
-    reported_load: int = 0
-    reported_queue: int = 0
-    in_flight: int = 0
-    profile: EngineProfile | None = None
-    slots: asyncio.Semaphore | None = field(default=None, repr=False)
-
-    @property
-    def load(self) -> int:
-        return self.reported_load + self.in_flight
 
 
 class RemoteWorker:

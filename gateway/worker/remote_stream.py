@@ -13,16 +13,23 @@ import contextlib
 import json
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
 from gateway.errors import WorkerError
+from gateway.worker.engines import Upstream
 from gateway.worker.protocol import ChatMessage, FinishReason, SamplingParams, TokenEvent
 from gateway.worker.remote_chunks import ChunkReader
 
-if TYPE_CHECKING:
-    from gateway.worker.remote import RemoteWorker, Upstream
+
+class StreamOwner(Protocol):
+    """What a stream needs from its worker (``RemoteWorker``): a token counter and the release."""
+
+    tokens_generated: int
+
+    async def release(self, upstream: Upstream, response: httpx.Response) -> None: ...
+
 
 _FINISH: dict[str, FinishReason] = {"length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}
 
@@ -30,7 +37,7 @@ _FINISH: dict[str, FinishReason] = {"length": "length", "tool_calls": "tool_call
 class RemoteTokenStream:
     def __init__(
         self,
-        worker: RemoteWorker,
+        worker: StreamOwner,
         upstream: Upstream,
         response: httpx.Response,
         messages: Sequence[ChatMessage],
