@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.bench.engine import TARGET_US
 from gateway.classify.definitions import load_domains
 from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.offline.reasoning import (
@@ -39,7 +41,10 @@ from gateway.offline.reasoning import (
     tokenize,
 )
 from gateway.policy.loader import load_policies_dir
+from gateway.policy.rules import AnswerConvergence, Loop, Probe, Repetition, RuleSpec
 from gateway.policy.schema import DEFAULT_DOMAIN, Policy
+from gateway.policy.thinking import ThinkingEngine, ThinkingSpec
+from gateway.worker.protocol import ProbeResult, TokenEvent
 
 CURVE_POINTS = 24  # static budgets drawn on the plot
 
@@ -52,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--items-out", type=Path, required=True, help="write one JSON line per trace here")
     parser.add_argument("--markdown", type=Path, default=None, help="write Markdown tables (overall, per source) here")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot (thinking saved vs agreement) here")
+    parser.add_argument(
+        "--cost", action="store_true", help="also time the thinking engine per token and rule (report key: cost)"
+    )
     add_settings_flags(parser, only=("domains_dir", "policies_dir", "data_dir"))
 
 
@@ -65,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     tokens = [tokenize(t.thinking, encode) for t in traces]
     grader = load_grader(args.traces)
     report, lines = measure(traces, tokens, policies, grader)
+    if args.cost:
+        report["cost"] = thinking_cost(traces, tokens)
     report["run"] = {
         "traces": str(args.traces),
         "grader": grader.name,
@@ -217,9 +227,76 @@ def _write(path: Path, text: str) -> None:
 
 def _summary(report: Mapping[str, Any]) -> None:
     ov, st = report["overall"], report["baselines"]["static_budget"]
+    if "cost" in report:
+        c = report["cost"]
+        rules = ", ".join(f"{k} {v:.2f}" for k, v in c["rules_us"].items())
+        print(
+            f"cost per thinking token ({c['tokens']} tokens): phase split {c['phase_split_us']:.2f} us, "
+            f"engine (budget, candidates) {c['budget_only_us']:.2f} us; one rule each: {rules} us "
+            f"({'within' if c['within_target'] else 'OVER'} {c['target_us']:g} us/token/rule)",
+            file=sys.stderr,
+        )
     print(
         f"thinking: {ov['items']} traces, {ov['tokens_thinking_full']} -> {ov['tokens_thinking_policy']} tokens "
         f"({ov['saved_pct']:.1f}% saved), agreement {ov['agreement']:.3f}, EM {ov['em_full']:.3f} -> "
         f"{ov['em_policy']:.3f}; static budget {st['max_tokens']}: agreement {st['agreement']:.3f}, EM {st['em']:.3f}",
         file=sys.stderr,
     )
+
+
+#: One spec per thinking rule family, set never to fire: the cost of evaluating every token.
+COST_RULES: dict[str, RuleSpec] = {
+    "loop": Loop(max_period=128, min_repeats=10**9),
+    "repetition": Repetition(ngram=6, max_repeats=10**9, window=256),
+    "answer_convergence": AnswerConvergence(agree=10**6, conclusion=1),
+    "probe": Probe(every=32, agree=10**9, answer="boxed"),
+}
+COST_TOKENS_PER_TRACE = 3000
+
+
+def thinking_cost(traces: Sequence[Trace], tokens: Sequence[Tokenized], rounds: int = 3) -> dict[str, Any]:
+    """Microseconds per thinking token (median of ``rounds``) of the phase splitter, the thinking
+    engine with its budget only (candidate tracking included), and with one rule of each family."""
+    from gateway.worker.phases import PhaseSplitter
+
+    streams = [
+        [
+            TokenEvent(i, ids, piece, 0.0, phase="thinking")
+            for i, (ids, piece) in enumerate(zip(tok.ids, tok.pieces(t.thinking), strict=True))
+        ][:COST_TOKENS_PER_TRACE]
+        for t, tok in zip(traces, tokens, strict=True)
+    ]
+    total = sum(len(s) for s in streams)
+
+    def timed(fn: Callable[[list[TokenEvent], str], None]) -> float:
+        samples = []
+        for _ in range(rounds):
+            start = time.perf_counter_ns()
+            for t, events in zip(traces, streams, strict=True):
+                fn(events, t.query)
+            samples.append((time.perf_counter_ns() - start) / 1000 / total)
+        return round(statistics.median(samples), 2)
+
+    def split(events: list[TokenEvent], _q: str) -> None:
+        splitter = PhaseSplitter(thinking=True)
+        for e in events:
+            splitter.feed(e.text)
+
+    def engine_with(rules: tuple[RuleSpec, ...]) -> Callable[[list[TokenEvent], str], None]:
+        spec = ThinkingSpec(rules=rules)
+
+        def go(events: list[TokenEvent], q: str) -> None:
+            engine = ThinkingEngine(spec, budget=len(events) + 1, question=q)
+            for e in events:
+                engine.feed(e)
+                if engine.pending_probe() is not None:
+                    engine.feed_probe(ProbeResult(f"{e.index}}}", 2, 0.99))
+
+        return go
+
+    out: dict[str, Any] = {"tokens": total, "rounds": rounds, "target_us": TARGET_US}
+    out["phase_split_us"] = timed(split)
+    out["budget_only_us"] = timed(engine_with(()))
+    out["rules_us"] = {name: timed(engine_with((spec,))) for name, spec in COST_RULES.items()}
+    out["within_target"] = max([out["phase_split_us"], out["budget_only_us"], *out["rules_us"].values()]) <= TARGET_US
+    return out

@@ -47,6 +47,7 @@ class Trace(msgspec.Struct, frozen=True, kw_only=True):
     source: str = ""
     model: str = ""
     gold: list[str] = msgspec.field(default_factory=list)
+    query: str = ""
 
 
 class Tokenized(msgspec.Struct, frozen=True):
@@ -200,7 +201,7 @@ def replay_trace(trace: Trace, tokens: Tokenized, spec: ThinkingSpec | None) -> 
     full = Cut(tokens.tokens, len(trace.thinking), trace.final_answer, None)
     if spec is None:
         return full
-    engine = ThinkingEngine.for_request(spec)
+    engine = ThinkingEngine.for_request(spec, question=trace.query)
     if not engine.allows_thinking:
         return Cut(0, 0, None, "max_tokens")  # thinking off: nothing of the trace is kept
     for i, piece in enumerate(tokens.pieces(trace.thinking)):

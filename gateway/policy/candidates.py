@@ -7,8 +7,12 @@ statement, the candidates it states with their kind and position:
 
 - ``boxed``: ``\\boxed{...}`` (balanced braces), the strongest: models box only a final answer;
 - ``answer``: "the (final) answer is X", "answer: X", "X is the answer";
+- ``target``: a statement that ends on "= X" about what the question asks for ("Find $p(8)$" ->
+  "so p(8) = -1/49"); needs the question;
 - ``conclusion``: a statement that ends on "= X" or "is X" after "so / therefore / thus / hence"
   (mostly intermediate arithmetic: rules should not trust these alone).
+
+With the question, the values it states itself are ``given``: restating them is no evidence.
 
 ``hedged`` marks a statement that doubts itself ("wait", "but", "let me check" ...), and the tracker
 counts hesitations since the last candidate. Everything is incremental, bounded per statement,
@@ -23,8 +27,8 @@ from typing import Literal
 
 import msgspec
 
-Kind = Literal["boxed", "answer", "conclusion"]
-KIND_RANK: dict[str, int] = {"conclusion": 0, "answer": 1, "boxed": 2}
+Kind = Literal["boxed", "answer", "target", "conclusion"]
+KIND_RANK: dict[str, int] = {"conclusion": 0, "target": 1, "answer": 2, "boxed": 3}
 
 MAX_STATEMENT_CHARS = 600  # longer runs without a boundary are split here (bounded work per token)
 MAX_ANSWER_CHARS = 48  # a longer "answer" is prose, not an answer
@@ -33,18 +37,23 @@ MAX_ANSWER_CHARS = 48  # a longer "answer" is prose, not an answer
 _BOUNDARY = re.compile(r"\n|[.!?](?=\s)")
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_IS = re.compile(
-    r"\banswer\b(?:\s+to\s+(?:the|this)\s+(?:problem|question))?\s*(?:is|should\s+be|would\s+be|will\s+be|must\s+be|=|:)"
-    r"\s*(?:just\s+|simply\s+|indeed\s+)?",
+    r"\banswer\b(?:\s+to\s+(?:the|this)\s+(?:problem|question))?\s*"
+    r"(?:is|should\s+be|will\s+be|must\s+be|=|:|(?P<maybe>would\s+be|could\s+be|might\s+be|may\s+be))",
     re.IGNORECASE,
 )
 _IS_THE_ANSWER = re.compile(
-    r"(?:^|[\s(:,])([^\s,;:]{1,40})\s+(?:is|must\s+be)\s+(?:the|our)\s+(?:final\s+)?answer\b", re.I
+    r"(?:^|[\s(:,])([^\s,;:]{1,40})\s+(?:is|must\s+be)\s+(?:the|our)\s+(?:final\s+|correct\s+|right\s+)?answer\b",
+    re.IGNORECASE,
 )
+# Words that leave an answer open ("likely 56", "approximately 66"); the value after them is kept.
+_OPEN = re.compile(r"^(?:(?:likely|probably|possibly|maybe|perhaps|approximately|about|around|roughly|~|≈)\s*)+", re.I)
+_FIRM = re.compile(r"^(?:(?:just|simply|indeed|exactly|then|also|still)\s+)+", re.I)
 _CONCLUDES = re.compile(r"\b(?:so|therefore|thus|hence|which\s+gives|that\s+gives)\b", re.IGNORECASE)
 _ENDS_ON_VALUE = re.compile(r"(?:=|\bis\b|\bequals\b|\bare\b)\s*([^=]{1,40}?)\s*$", re.IGNORECASE)
+# Doubt about what was just said. Not "but" or "actually": reasoning models use them for every step.
 _HESITATION = re.compile(
-    r"\b(?:wait|but|hmm+|however|actually|alternatively|mistake|wrong|incorrect|not\s+sure|"
-    r"let\s+me\s+(?:check|verify|double|re|make\s+sure|confirm|think|see)|double[- ]check|hold\s+on|no,)",
+    r"\b(?:wait|hmm+|hold\s+on|mistake|wrong|incorrect|not\s+(?:sure|right|correct)|double[- ]check|re-?check|"
+    r"let\s+me\s+(?:check|verify|double|re|make\s+sure|confirm)|no,)",
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[A-Za-z]{3,}")
@@ -61,11 +70,27 @@ class Candidate(msgspec.Struct, frozen=True):
     kind: Kind
     start: int
     end: int
+    hedged: bool = False  # stated as a guess ("would be", "likely", "?"): a candidate, but no evidence
+
+
+_UNICODE = {"π": "\\pi", "√": "\\sqrt", "×": "\\times", "·": "\\cdot", "∞": "\\infty", "−": "-", "÷": "/"}
+_UNITS = re.compile(
+    r"(?:\s*(?:\\(?:text|mbox|mathrm)\s*\{\s*)?\b(?:degrees?|inches|inch|units?|cm|meters?|feet|ft|miles?|"
+    r"dollars?|cents?|hours?|minutes?|seconds?|days?|years?|square|cubic|sq)\b\}?)+\s*$",
+    re.IGNORECASE,
+)
+_PAREN_NUMBER = re.compile(r"\((-?\d+(?:\.\d+)?)\)")
+_SQRT_PAREN = re.compile(r"\\?sqrt\s*\(([^()]*)\)")
 
 
 def answer_key(text: str) -> str:
-    """The comparable form of an answer: "\\dfrac{1}{2}", "0.5" and "$1/2$" give the same key."""
-    s = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    """The comparable form of an answer: "\\dfrac{1}{2}", "0.5" and "$1/2$" give the same key, so do
+    "√51", "sqrt(51)" and "\\sqrt{51}", or "90 degrees" and "90^\\circ"."""
+    s = "".join(_UNICODE.get(c, c) for c in text)
+    s = _UNITS.sub("", s)
+    s = _SQRT_PAREN.sub(r"\\sqrt{\1}", s)
+    s = re.sub(r"\\sqrt\s*(\d+|[A-Za-z])", r"\\sqrt{\1}", s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|mbox)\s*\{([^{}]*)\}", r"\1", s)
     s = re.sub(r"\\(?:left|right)(?![A-Za-z])|\\[,;:! ]|\$|\\%|%|\^\s*\{?\\circ\}?|°", "", s)
     s = re.sub(r"\s+", "", s).rstrip(".")
@@ -77,7 +102,13 @@ def answer_key(text: str) -> str:
     return repr(value) if value is not None else s
 
 
+def plain_spelling(text: str) -> bool:
+    """ASCII/LaTeX spelling (graders read ``\\sqrt{51}``, not ``√51`` nor ``(-1)/49``)."""
+    return text.isascii() and "sqrt(" not in text and _PAREN_NUMBER.search(text) is None
+
+
 def _number(s: str) -> float | None:
+    s = _PAREN_NUMBER.sub(r"\1", s)
     m = re.fullmatch(r"([+-]?)\\frac\{(\d+(?:\.\d+)?)\}\{(\d+(?:\.\d+)?)\}", s) or re.fullmatch(
         r"([+-]?)(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)", s
     )
@@ -91,17 +122,31 @@ def _number(s: str) -> float | None:
     return None
 
 
-def _clean(raw: str, offset: int) -> tuple[str, int] | None:
-    """``raw`` trimmed of presentation at both ends, with its offset; None if it is no answer."""
-    text = raw.strip(_TRIM)
+_VARIABLE = re.compile(r"[A-Za-hj-z]")  # letters other than the imaginary unit i
+_MATHY = re.compile(r"\d|\\[A-Za-z]|[π√∞]")
+
+
+def _clean(raw: str, offset: int, kind: Kind) -> tuple[str, int, bool] | None:
+    """``raw`` trimmed of presentation (and trailing units) at both ends: the answer text, its
+    offset and whether it was left open ("likely 56"); None if it is no answer. A conclusion must
+    be a value (a digit, a LaTeX command, π, √; no free variable), an answer a value or a name."""
+    text = _FIRM.sub("", raw.strip(_TRIM))
+    opened = _OPEN.match(text)
+    if opened:
+        text = text[opened.end() :]
+    text = text.strip(_TRIM)
     for opener, closer in (("\\(", "\\)"), ("\\[", "\\]")):
         text = text.removeprefix(opener).removesuffix(closer).strip(_TRIM)
+    text = _UNITS.sub("", text).strip(_TRIM)
     if not text or len(text) > MAX_ANSWER_CHARS or text.count("{") != text.count("}"):
         return None
-    # Prose is not an answer; one short word (a name) or a few LaTeX words are.
-    if len(_WORD.findall(_LATEX_WORD.sub("", text))) > 1:
+    bare = _LATEX_WORD.sub("", text)
+    words = _WORD.findall(bare)
+    if kind == "conclusion" and (_VARIABLE.search(bare) or not _MATHY.search(text) or _RELATION.search(text)):
         return None
-    return text, offset + raw.find(text)
+    if len(words) > 1 or (words and not _MATHY.search(text) and not words[0][0].isupper()):
+        return None  # prose is not an answer; one name ("Evelyn") is
+    return text, offset + raw.find(text), opened is not None
 
 
 def _boxed(statement: str, base: int) -> list[Candidate]:
@@ -124,8 +169,11 @@ def _boxed(statement: str, base: int) -> list[Candidate]:
 class CandidateTracker:
     """Splits the thinking into statements as tokens arrive and keeps the candidates found."""
 
-    def __init__(self) -> None:
+    def __init__(self, question: str | None = None) -> None:
+        self.given = question_values(question)  # keys of the values the question itself states
+        self._targets = question_targets(question)
         self.candidates: list[Candidate] = []
+        self._spelling: dict[str, Candidate] = {}  # per key, the statement to quote as the answer
         self.hesitations = 0  # hedged statements since the last candidate
         self.statements = 0
         self._buf = ""
@@ -140,6 +188,11 @@ class CandidateTracker:
     @property
     def last(self) -> Candidate | None:
         return self.candidates[-1] if self.candidates else None
+
+    def spelling(self, key: str) -> Candidate | None:
+        """The statement of ``key`` best quoted as the answer: a plain (ASCII/LaTeX) spelling first,
+        then the strongest kind, then the latest."""
+        return self._spelling.get(key)
 
     def feed(self, text: str) -> int:
         """Take the next token's text; returns how many candidates it completed."""
@@ -188,28 +241,95 @@ class CandidateTracker:
         if found:
             self.candidates.extend(found)
             self.hesitations = 0
+            for c in found:
+                have = self._spelling.get(c.key)
+                if have is None or _quote_rank(c) >= _quote_rank(have):
+                    self._spelling[c.key] = c
         elif _HESITATION.search(s):
             self.hesitations += 1
 
     def _stated(self, s: str, base: int) -> list[Candidate]:
+        asked = s.rstrip().endswith("?")
         m = _ANSWER_IS.search(s)
         if m:
-            got = _clean(s[m.end() :], base + m.end())
+            got = _clean(s[m.end() :], base + m.end(), "answer")
             if got:
-                return [Candidate(got[0], answer_key(got[0]), "answer", got[1], got[1] + len(got[0]))]
+                return [_candidate(got, "answer", asked or m.group("maybe") is not None)]
         m = _IS_THE_ANSWER.search(s)
         if m:
-            got = _clean(m.group(1), base + m.start(1))
+            got = _clean(m.group(1), base + m.start(1), "answer")
             if got:
-                return [Candidate(got[0], answer_key(got[0]), "answer", got[1], got[1] + len(got[0]))]
+                return [_candidate(got, "answer", asked)]
+        if self._targets is not None:
+            t = self._targets.search(s)
+            if t and not _TRIAL.search(s, max(0, t.start() - 24), t.start()):
+                m = _ENDS_ON_VALUE.search(s, t.start())
+                if m:
+                    got = _clean(m.group(1), base + m.start(1), "conclusion")
+                    if got:
+                        return [_candidate(got, "target", asked)]
         c = _CONCLUDES.search(s)
         if c:
             m = _ENDS_ON_VALUE.search(s, c.end())
             if m:
-                got = _clean(m.group(1), base + m.start(1))
+                got = _clean(m.group(1), base + m.start(1), "conclusion")
                 if got:
-                    return [Candidate(got[0], answer_key(got[0]), "conclusion", got[1], got[1] + len(got[0]))]
+                    return [_candidate(got, "conclusion", asked)]
         return []
+
+
+def _candidate(got: tuple[str, int, bool], kind: Kind, asked: bool) -> Candidate:
+    text, start, opened = got
+    return Candidate(text, answer_key(text), kind, start, start + len(text), hedged=opened or asked)
+
+
+# Numbers the question states; not exponents ("x^3"), indices ("a_1") or digits inside names ("p2").
+_QUESTION_VALUE = re.compile(r"\\d?frac\s*\{[^{}]*\}\s*\{[^{}]*\}|(?<![\^_\w.{])\d+(?:\.\d+)?(?![\w])")
+
+
+def question_values(question: str | None) -> frozenset[str]:
+    """Keys of the numbers a question states: restating them is no sign of having found the answer."""
+    if not question:
+        return frozenset()
+    return frozenset(answer_key(m.group()) for m in _QUESTION_VALUE.finditer(question[:20_000]))
+
+
+_ASKS = re.compile(r"\b(?:find|what|compute|evaluate|determine|calculate|simplify|solve|how)\b", re.IGNORECASE)
+# "try a = 1", "at x = 2", "if c = 0": a value being tried, not found.
+_TRIAL = re.compile(
+    r"\b(?:try|trying|test|testing|check|checking|at|when|for|if|let|suppose|assume|consider|plug|plugging|"
+    r"with|say|take|set|setting|whether|maybe|perhaps|where)\s*(?:\\\(|\$)?\s*$",
+    re.IGNORECASE,
+)
+_LAST_SENTENCE = re.compile(r"[.?!]\s|\n")
+_RELATION = re.compile(r"[=<>]|\\(?:le|ge|leq|geq|neq|in)\b")
+_MATH_SPAN = re.compile(r"\$([^$]{1,40})\$|\\\((.{1,40}?)\\\)")
+_ASY = re.compile(r"\[asy\].*?(?:\[/asy\]|$)", re.DOTALL)
+
+
+def question_targets(question: str | None) -> re.Pattern[str] | None:
+    """What the question asks for, as a pattern of its subject being given a value: the math spans
+    of its asking sentences ("Find $p(8).$" -> ``p(8)``, "the smallest possible value of $a$" ->
+    ``a``), each followed by ``=`` (or ``is`` for names longer than a letter)."""
+    if not question:
+        return None
+    text = _ASY.sub(" ", question[:20_000])
+    alternatives: list[str] = []
+    for m in _MATH_SPAN.finditer(text):
+        before = _LAST_SENTENCE.split(text[max(0, m.start() - 160) : m.start()])[-1]
+        span = re.sub(r"\s+", "", m.group(1) or m.group(2) or "").strip(".,;:?")
+        if not _ASKS.search(before) or not span or len(span) > 30 or _RELATION.search(span):
+            continue
+        if _number(span) is not None:
+            continue
+        body = r"\s*".join(re.escape(c) for c in span)
+        verb = r"(?:=|\bis\b|\bequals\b)" if len(span) > 1 else "="
+        alternatives.append(rf"(?<![A-Za-z0-9\\]){body}(?![A-Za-z0-9(_^])\s*(?:\\\)|\$)?\s*{verb}")
+    return re.compile("|".join(alternatives)) if alternatives else None
+
+
+def _quote_rank(c: Candidate) -> tuple[bool, int]:
+    return plain_spelling(c.text), KIND_RANK[c.kind]
 
 
 def pending_hesitation(tracker: CandidateTracker) -> bool:

@@ -11,7 +11,14 @@ from __future__ import annotations
 import re
 from collections import deque
 
-from gateway.policy.candidates import KIND_RANK, Candidate, CandidateTracker, answer_key, pending_hesitation
+from gateway.policy.candidates import (
+    KIND_RANK,
+    Candidate,
+    CandidateTracker,
+    answer_key,
+    pending_hesitation,
+    plain_spelling,
+)
 from gateway.policy.rules import (
     AnswerConvergence,
     AnswerPattern,
@@ -301,7 +308,12 @@ class ConvergenceEval(Evaluator):
     def __init__(self, spec: AnswerConvergence, tracker: CandidateTracker | None = None) -> None:
         self.name = spec.kind
         self._spec = spec
-        self._weights = {"boxed": spec.boxed, "answer": spec.answer, "conclusion": spec.conclusion}
+        self._weights = {
+            "boxed": spec.boxed,
+            "answer": spec.answer,
+            "target": spec.target,
+            "conclusion": spec.conclusion,
+        }
         self._reset_rank = KIND_RANK[spec.reset_kind]
         self._own = tracker is None
         self.tracker = tracker if tracker is not None else CandidateTracker()
@@ -337,13 +349,16 @@ class ConvergenceEval(Evaluator):
             return 0
         if self._tokens < self._spec.min_tokens or pending_hesitation(cands):
             return 0
-        self.settled = on
+        quoted = cands.spelling(on.key)
+        if quoted is None or not plain_spelling(quoted.text):
+            return 0  # stated only as "√51": no answer a LaTeX grader reads yet, so think on
+        self.settled = quoted
         return AFTER
 
     def _score(self, c: Candidate) -> None:
         weight = self._weights[c.kind]
-        if not weight:
-            return
+        if not weight or c.hedged or (c.kind in ("target", "conclusion") and c.key in self.tracker.given):
+            return  # a guess, or a value of the question restated, is no sign of convergence
         if KIND_RANK[c.kind] >= self._reset_rank and c.key != self._leader:
             self._leader = c.key
             self._scores.clear()

@@ -234,7 +234,8 @@ class AnswerConvergence(RuleSpec, frozen=True, kw_only=True):
     """Stop thinking once the model has settled on an answer (see ``gateway.policy.candidates``).
 
     Each statement of a candidate answer scores by its kind (``boxed``, ``answer``: "the answer is
-    X", ``conclusion``: "so ... = X"; weight 0 ignores a kind); a candidate whose statements reach
+    X", ``target``: "p(8) = X" when the question asks for p(8), ``conclusion``: "so ... = X"; weight 0
+    ignores a kind; a value the question states itself never scores); a candidate whose statements reach
     ``agree`` points has converged. A statement of a *different* candidate of at least the
     ``reset_kind`` kind starts the count afresh (the model changed its mind). The rule then waits
     ``settle`` tokens: a hesitation there ("wait", "but", "let me check" ...) withdraws the last
@@ -245,18 +246,19 @@ class AnswerConvergence(RuleSpec, frozen=True, kw_only=True):
     agree: int = 4
     boxed: int = 3
     answer: int = 2
+    target: int = 2
     conclusion: int = 0
     settle: int = 24
     min_tokens: int = 0
-    reset_kind: Literal["conclusion", "answer", "boxed"] = "answer"
+    reset_kind: Literal["conclusion", "target", "answer", "boxed"] = "answer"
 
     def check(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         _at_least(out, "agree", self.agree, 1)
-        for name in ("boxed", "answer", "conclusion"):
+        for name in ("boxed", "answer", "target", "conclusion"):
             _at_least(out, name, getattr(self, name), 0)
             _at_most(out, name, getattr(self, name), 100)
-        if not (self.boxed or self.answer or self.conclusion):
+        if not (self.boxed or self.answer or self.target or self.conclusion):
             out.append(("boxed", "at least one statement kind needs a weight above 0"))
         _at_least(out, "settle", self.settle, 0)
         _at_most(out, "settle", self.settle, 4096)

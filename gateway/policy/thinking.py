@@ -88,11 +88,12 @@ class ThinkingEngine:
         enforce_rules: bool = True,
         shadow: bool = False,
         end_marker: str = DEFAULT_END_MARKER,
+        question: str | None = None,
     ) -> None:
         self.budget = None if budget is None else max(0, budget)
         self._shadow = shadow
         self._end_marker = end_marker
-        self._candidates = CandidateTracker()
+        self._candidates = CandidateTracker(question)
         self._text = TextTracker()
         self._step = Step()
         rules = spec.rules if enforce_rules else ()
@@ -127,6 +128,7 @@ class ThinkingEngine:
         enforce_rules: bool = True,
         shadow: bool = False,
         end_marker: str = DEFAULT_END_MARKER,
+        question: str | None = None,
     ) -> ThinkingEngine:
         """The engine for one request: the section's budget for ``effort`` (``none``: 0), kept
         ``answer_reserve`` tokens under the request's total budget ``max_tokens`` (both phases)."""
@@ -134,7 +136,9 @@ class ThinkingEngine:
         if max_tokens is not None:
             room = max(0, max_tokens - spec.answer_reserve)
             budget = room if budget is None else min(budget, room)
-        return cls(spec, budget=budget, enforce_rules=enforce_rules, shadow=shadow, end_marker=end_marker)
+        return cls(
+            spec, budget=budget, enforce_rules=enforce_rules, shadow=shadow, end_marker=end_marker, question=question
+        )
 
     @property
     def stopped(self) -> bool:
@@ -150,7 +154,10 @@ class ThinkingEngine:
         if self._answer is not None:
             return self._answer
         last = self._candidates.last
-        return last.text if last is not None else None
+        if last is None:
+            return None
+        quoted = self._candidates.spelling(last.key)
+        return (quoted or last).text
 
     @property
     def allows_thinking(self) -> bool:
@@ -216,7 +223,8 @@ class ThinkingEngine:
             if conv.step(step, self._text) and fired is None:
                 fired = conv.name
                 if conv.settled is not None:
-                    self._answer = conv.settled.text
+                    quoted = self._candidates.spelling(conv.settled.key)
+                    self._answer = (quoted or conv.settled).text
         if fired is None or not self._shadow:
             return fired
         self._record_shadow(fired)
