@@ -201,7 +201,7 @@ def replay_trace(trace: Trace, tokens: Tokenized, spec: ThinkingSpec | None) -> 
     full = Cut(tokens.tokens, len(trace.thinking), trace.final_answer, None)
     if spec is None:
         return full
-    engine = ThinkingEngine.for_request(spec, question=trace.query)
+    engine = ThinkingEngine.for_request(spec, question=trace.query, track_answer=True)
     if not engine.allows_thinking:
         return Cut(0, 0, None, "max_tokens")  # thinking off: nothing of the trace is kept
     for i, piece in enumerate(tokens.pieces(trace.thinking)):

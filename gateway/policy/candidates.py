@@ -198,10 +198,23 @@ class CandidateTracker:
         """Take the next token's text; returns how many candidates it completed."""
         if not text:
             return 0
-        before = len(self.candidates)
-        scan_from = max(0, len(self._buf) - 1)
-        self._buf += text
+        buf = self._buf
         self.chars += len(text)
+        # Fast path (most tokens): no newline or terminator in the token, and it does not complete a
+        # terminator left at the end of the buffer, so no statement can end here.
+        if (
+            "\n" not in text
+            and "." not in text
+            and "!" not in text
+            and "?" not in text
+            and not (buf and buf[-1] in ".!?" and text[0].isspace())
+            and len(buf) + len(text) <= MAX_STATEMENT_CHARS
+        ):
+            self._buf = buf + text
+            return 0
+        before = len(self.candidates)
+        scan_from = max(0, len(buf) - 1)
+        self._buf = buf + text
         cut = -1
         for m in _BOUNDARY.finditer(self._buf, scan_from):
             cut = m.end()

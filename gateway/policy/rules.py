@@ -243,12 +243,15 @@ class AnswerConvergence(RuleSpec, frozen=True, kw_only=True):
     """
 
     kind: ClassVar[str] = "answer_convergence"
-    agree: int = 4
+    # Defaults tuned on reasoning traces (stopgate bench reasoning): one firm "the answer is X" or
+    # \boxed{X}, or two "p(8) = X" statements; conclusions alone are mostly intermediate arithmetic,
+    # and reasoning models write "wait, let me double-check" after nearly every answer (settle 0).
+    agree: int = 3
     boxed: int = 3
-    answer: int = 2
+    answer: int = 3
     target: int = 2
     conclusion: int = 0
-    settle: int = 24
+    settle: int = 0
     min_tokens: int = 0
     reset_kind: Literal["conclusion", "target", "answer", "boxed"] = "answer"
 

@@ -7,55 +7,20 @@ When a thinking rule fires or the thinking budget is reached, the gateway ends t
 
 from __future__ import annotations
 
-import msgspec
-
 from gateway.policy.candidates import CandidateTracker
 from gateway.policy.engine import CONTINUE, ProbeRequest, StopDecision
 from gateway.policy.evaluators import ConvergenceEval, Evaluator, ProbeEval, build_evaluator
-from gateway.policy.rules import AnswerConvergence, LoadBudget, RuleSpec
+from gateway.policy.rules import AnswerConvergence
 from gateway.policy.text import Step, TextTracker
-from gateway.worker.protocol import ProbeResult, ThinkingMode, TokenEvent
+from gateway.policy.thinking_spec import EffortBudgets, ThinkingSpec
+from gateway.worker.protocol import ProbeResult, TokenEvent
 
 DEFAULT_END_MARKER = "</think>"
 BUDGET_RULE = "max_tokens"
 """``thinking_stop_rule`` when the thinking budget ended the thinking."""
 _UNBOUNDED = 1 << 30
 
-
-class EffortBudgets(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Thinking budget per ``reasoning_effort``; None: the section's ``max_tokens``."""
-
-    low: int | None = None
-    medium: int | None = None
-    high: int | None = None
-
-
-class ThinkingSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    mode: ThinkingMode = "model"
-    max_tokens: int | None = None  # the thinking budget; None: only the request budget bounds it
-    rules: tuple[RuleSpec, ...] = ()
-    effort: EffortBudgets = EffortBudgets()
-    answer_reserve: int = 16  # a forced end always leaves at least this many tokens for the answer
-
-    def budget_for(self, effort: str | None) -> int | None:
-        """The thinking budget for a request's ``reasoning_effort`` (``none`` is handled by the caller)."""
-        chosen = getattr(self.effort, effort, None) if effort in ("low", "medium", "high") else None
-        return chosen if chosen is not None else self.max_tokens
-
-    def check(self) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        if self.max_tokens is not None and self.max_tokens < 1:
-            out.append(("max_tokens", "must be >= 1"))
-        if self.answer_reserve < 1:
-            out.append(("answer_reserve", "must be >= 1"))
-        for name in ("low", "medium", "high"):
-            value = getattr(self.effort, name)
-            if value is not None and value < 1:
-                out.append((f"effort.{name}", "must be >= 1"))
-        for index, rule in enumerate(self.rules):
-            if isinstance(rule, LoadBudget):
-                out.append((f"rules.{index}.{rule.kind}", "is a budget of the answer, not a thinking rule"))
-        return out
+__all__ = ["BUDGET_RULE", "DEFAULT_END_MARKER", "EffortBudgets", "ThinkingEngine", "ThinkingSpec"]
 
 
 class ThinkingEngine:
@@ -77,7 +42,9 @@ class ThinkingEngine:
     did. Thinking cuts always fall after the token just fed (``include_token`` is always True,
     ``finish_reason`` None: the generation goes on with the answer). ``answer`` is the answer the
     policy commits to if nothing else follows (used offline): the candidate a convergence rule
-    settled on or a thinking probe agreed on, else the last candidate stated so far, else None.
+    settled on or a thinking probe agreed on, else the last candidate stated so far, else None
+    (the last candidate needs ``track_answer=True`` or a convergence rule: live requests skip the scan).
+    ``question`` (the user's last message) lets the convergence rule tell found values from given ones.
     """
 
     def __init__(
@@ -89,6 +56,7 @@ class ThinkingEngine:
         shadow: bool = False,
         end_marker: str = DEFAULT_END_MARKER,
         question: str | None = None,
+        track_answer: bool = False,
     ) -> None:
         self.budget = None if budget is None else max(0, budget)
         self._shadow = shadow
@@ -109,7 +77,9 @@ class ThinkingEngine:
                 self._probes.append(ev)
             elif ev is not None:
                 self._evals.append(ev)
-        self._rules_live = bool(self._evals or self._probes)
+        self._rules_live = bool(self._evals)
+        # Candidates are scanned for a convergence rule, or for ``answer`` (offline replays ask).
+        self._track = track_answer or bool(self._convergence)
         self.tokens = 0
         self.probes = 0
         self._pending: tuple[ProbeEval, ProbeRequest] | None = None
@@ -129,6 +99,7 @@ class ThinkingEngine:
         shadow: bool = False,
         end_marker: str = DEFAULT_END_MARKER,
         question: str | None = None,
+        track_answer: bool = False,
     ) -> ThinkingEngine:
         """The engine for one request: the section's budget for ``effort`` (``none``: 0), kept
         ``answer_reserve`` tokens under the request's total budget ``max_tokens`` (both phases)."""
@@ -137,7 +108,13 @@ class ThinkingEngine:
             room = max(0, max_tokens - spec.answer_reserve)
             budget = room if budget is None else min(budget, room)
         return cls(
-            spec, budget=budget, enforce_rules=enforce_rules, shadow=shadow, end_marker=end_marker, question=question
+            spec,
+            budget=budget,
+            enforce_rules=enforce_rules,
+            shadow=shadow,
+            end_marker=end_marker,
+            question=question,
+            track_answer=track_answer,
         )
 
     @property
@@ -172,7 +149,8 @@ class ThinkingEngine:
             self._pending[0].dropped()
             self._pending = None
         self.tokens += 1
-        self._candidates.feed(event.text)
+        if self._track:
+            self._candidates.feed(event.text)
         if self._rules_live or self._convergence:
             rule = self._evaluate(event)
             if rule is not None:
@@ -213,7 +191,8 @@ class ThinkingEngine:
 
     def _evaluate(self, event: TokenEvent) -> str | None:
         step = self._step
-        self._text.advance(step, event.text)
+        if self._evals:  # only the token rules read boundaries; probes and convergence do not
+            self._text.advance(step, event.text)
         step.token_id, step.logprob, step.entropy = event.token_id, event.logprob, event.entropy
         fired: str | None = None
         for ev in self._evals:
@@ -236,6 +215,7 @@ class ThinkingEngine:
             self.shadow_rule, self.shadow_tokens = rule, self.tokens
         self._rules_live = False
         self._convergence = []
+        self._probes = []
         self._pending = None
 
     def _stop(self, rule: str) -> StopDecision:

@@ -80,13 +80,16 @@ def test_hesitation_withdraws_a_statement() -> None:
 
 
 def test_answer_is_the_last_candidate_without_a_rule() -> None:
-    """Without a convergence rule, ``answer`` is the last candidate stated before the cut."""
-    engine = ThinkingEngine(ThinkingSpec(), budget=None)
+    """Without a convergence rule, ``answer`` is the last candidate stated before the cut (when tracked)."""
+    engine = ThinkingEngine(ThinkingSpec(), budget=None, track_answer=True)
     feed_all(engine, "So the answer is 4. Hmm, no: the answer is 6. Done\n")
     assert engine.answer == "6"
-    empty = ThinkingEngine(ThinkingSpec(), budget=None)
+    empty = ThinkingEngine(ThinkingSpec(), budget=None, track_answer=True)
     feed_all(empty, "Let me think about this.")
     assert empty.answer is None
+    live = ThinkingEngine(ThinkingSpec(), budget=None)  # live requests skip the candidate scan
+    feed_all(live, "So the answer is 4.\n")
+    assert live.answer is None
 
 
 def test_thinking_probe_asks_after_the_end_marker_and_stops_on_agreement() -> None:
