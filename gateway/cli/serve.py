@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import uvicorn
     from litestar import Litestar
 
+    from gateway.settings import Settings
+
 SHUTDOWN_GRACE_S = 20
 """uvicorn's own deadline is the drain's plus this: time for the error frames and the lifespan's start."""
 
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     adopt_library_loggers()  # Litestar applied its own logging config while the app was built
     drain = Drain(app_services(app), settings.drain_seconds)
     app.state.drain = drain  # /readyz reads it
-    serve(app, settings.host, settings.port, settings.drain_seconds + SHUTDOWN_GRACE_S, on_signal=drain.begin)
+    grace = settings.drain_seconds + SHUTDOWN_GRACE_S
+    serve(app, settings, grace, on_signal=drain.begin)
     return 0
 
 
@@ -54,11 +57,13 @@ def app_services(app: Litestar) -> Any:
     return provide.dependency()
 
 
-def serve(app: Any, host: str, port: int, grace_s: float, *, on_signal: Callable[[], None] | None = None) -> None:
+def serve(app: Any, settings: Settings, grace_s: float, *, on_signal: Callable[[], None] | None = None) -> None:
     """Run ``app`` until a signal; ``on_signal`` runs on the event loop at the first one."""
     from gateway.http.transport import server_config
 
-    config = server_config(app, host, port, grace_s=grace_s)
+    config = server_config(
+        app, settings.host, settings.port, grace_s=grace_s, body_deadline_s=settings.body_timeout_seconds
+    )
     _graceful_server(config, on_signal).run()
 
 

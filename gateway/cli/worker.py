@@ -26,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, fmt=settings.log_format)
     app = create_worker_app(settings)
     adopt_library_loggers()  # Litestar applied its own logging config while the app was built
-    serve(app, settings.host, settings.port, settings.drain_seconds)
+    serve(app, settings, settings.drain_seconds)
     return 0

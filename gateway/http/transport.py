@@ -4,7 +4,7 @@
 line, bad framing) with a plain-text 400; ours sends the same 400 as an OpenAI error object, so every
 client error has one shape. ``BodyDeadline``: a request body that has not fully arrived within
 ``seconds`` of the request's start (a slow-body attack holding a connection and a handler) is ended
-with a 408 error object instead of waiting for ever.
+with a 408 error object instead of waiting for ever; headers over ``MAX_HEADER_BYTES`` are a 431.
 """
 
 from __future__ import annotations
@@ -41,7 +41,11 @@ class JsonErrorH11Protocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         import h11
 
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(_MALFORMED)).encode()),  # not chunked: one plain body
+            (b"connection", b"close"),
+        ]
         for event in (
             h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
             h11.Data(data=_MALFORMED),
@@ -82,6 +86,11 @@ class BodyDeadline:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
+        # h11 caps headers only while they arrive in pieces; a block sent at once is checked here.
+        size = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
+        if size > MAX_HEADER_BYTES:
+            await _refuse(send, 431, f"Request headers too large ({size} bytes; at most {MAX_HEADER_BYTES}).")
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.seconds
         complete = False
@@ -101,3 +110,13 @@ class BodyDeadline:
             return message
 
         await self.app(scope, timed_receive, send)
+
+
+async def _refuse(send: Any, status: int, message: str) -> None:
+    """Answer before the app sees the request, with an OpenAI error object."""
+    body = json.dumps(
+        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "request_too_large"}}
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
