@@ -203,10 +203,11 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
     ax.scatter([st["saved_pct"]], [st["agreement"]], color="tab:red", marker="s", s=60,
                label=f"static budget {st['max_tokens']} (equal tokens); line: other budgets")  # fmt: skip
     ax.scatter([ov["saved_pct"]], [ov["agreement"]], color="tab:green", marker="*", s=160, label="policy")
-    for name, s in report["sources"].items():
+    for k, (name, s) in enumerate(report["sources"].items()):
         ax.scatter([s["saved_pct"]], [s["agreement"]], color="tab:green", marker="v", s=40, alpha=0.6)
-        ax.annotate(name.split("/")[-1][:28], (s["saved_pct"], s["agreement"]), fontsize=7, xytext=(4, -8),
-                    textcoords="offset points")  # fmt: skip
+        label = name.split("/")[-1].removeprefix("DeepSeek-R1-Distill-")[:24]
+        ax.annotate(label, (s["saved_pct"], s["agreement"]), fontsize=7, xytext=(4, -10 - 9 * k),
+                    textcoords="offset points", arrowprops={"arrowstyle": "-", "alpha": 0.3})  # fmt: skip
     ax.set_xlabel("thinking tokens saved (%)")
     ax.set_ylabel("agreement with the full trace's answer")
     ax.set_xlim(-5, 100)
