@@ -20,7 +20,7 @@ from gateway.errors import DefinitionError, Problem
 from gateway.policy import rules as rule_specs
 from gateway.policy.quality import AutopilotSpec, QualitySpec
 from gateway.policy.schema import DEFAULT_DOMAIN, FIELD_NAMES, MAX_TOKENS_CEILING, AuditSpec, Policy
-from gateway.policy.thinking import ThinkingSpec
+from gateway.policy.thinking_spec import ThinkingSpec
 
 MAX_DOCUMENT_BYTES = 1_000_000
 
@@ -242,7 +242,11 @@ def _decode_thinking(raw: Any, out: _Problems) -> Any:
     value = _decode_section(rest, ThinkingSpec, ("thinking",), out)
     if value is msgspec.UNSET or rules is None:
         return msgspec.UNSET
-    return msgspec.structs.replace(value, rules=rules)
+    value = msgspec.structs.replace(value, rules=rules)
+    for field, message in value.check():  # the checks that need the rules (the rest ran above)
+        if field.startswith("rules."):
+            out.add(("thinking", *(int(p) if p.isdigit() else p for p in field.split("."))), message)
+    return value
 
 
 def _semantic(values: dict[str, Any], domains: Collection[str], expect_domain: str | None, out: _Problems) -> None:

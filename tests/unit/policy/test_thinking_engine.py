@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from policy_streams import events, pieces
 
+from gateway.errors import DefinitionError
+from gateway.policy.loader import parse_policy
 from gateway.policy.rules import AnswerConvergence, Loop, Probe, Repetition
 from gateway.policy.thinking import BUDGET_RULE, EffortBudgets, ThinkingEngine, ThinkingSpec
 from gateway.worker.protocol import ProbeResult, TokenEvent
@@ -130,3 +133,21 @@ def test_after_a_stop_feed_changes_nothing() -> None:
     engine = ThinkingEngine(ThinkingSpec(), budget=1)
     first = engine.feed(TokenEvent(0, 1, "a", -0.1, phase="thinking"))
     assert engine.feed(TokenEvent(1, 2, "b", -0.1, phase="thinking")) is first and engine.tokens == 1
+
+
+def test_thinking_section_loads_rules_and_refuses_budget_rules() -> None:
+    """The loader decodes thinking rules like top-level ones; a load_budget there is a located error."""
+    doc = {
+        "domain": "default",
+        "max_tokens": 64,
+        "thinking": {"mode": "model", "max_tokens": 900, "rules": [{"answer_convergence": {"target": 1}}]},
+    }
+    policy = parse_policy(doc, source="body", domains=("default",))
+    assert policy.thinking is not None and policy.thinking.rules == (AnswerConvergence(target=1),)
+    bad = {**doc, "thinking": {"rules": [{"load_budget": {"queue_depth": 1, "max_tokens": 8}}]}}
+    with pytest.raises(DefinitionError, match=r"thinking\.rules"):
+        parse_policy(bad, source="body", domains=("default",))
+    with pytest.raises(DefinitionError, match="agree"):
+        parse_policy(
+            {**doc, "thinking": {"rules": [{"answer_convergence": {"agree": 0}}]}}, source="body", domains=("default",)
+        )
