@@ -16,7 +16,7 @@ import msgspec
 
 from gateway.policy.quality import AutopilotSpec, QualitySpec
 from gateway.policy.rules import RuleSpec
-from gateway.policy.thinking import ThinkingSpec
+from gateway.policy.thinking_spec import ThinkingSpec
 
 DEFAULT_DOMAIN = "default"
 """The policy a domain without one of its own falls back to."""
