@@ -26,7 +26,18 @@ MAX_DOCUMENT_BYTES = 1_000_000
 
 PathKey = tuple[str | int, ...]
 
-_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _SafeLoader(_BaseLoader):
+    """YAML 1.1 reads ``1e-05`` (no dot) as a string; JSON and YAML 1.2 read a number, and so do we."""
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 _MSGSPEC_AT = re.compile(r" - at `\$(?P<sub>.*)`$")
 _REQUIRED = ("domain", "max_tokens")
 
