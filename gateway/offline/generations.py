@@ -82,16 +82,19 @@ class IdWorker(Protocol):
     def generate_ids(self, prompt_ids: list[int], params: SamplingParams) -> object: ...
 
 
-def model_key(model: str, device: str) -> str:
-    """The cache folder of one model on one kind of device (CPU fp32 and CUDA bf16 differ).
+def model_key(model: str, device: str, dtype: str = "auto") -> str:
+    """The cache folder of one model on one kind of device in one dtype (CPU fp32 and bf16 differ).
 
     The embedded model's key also names its GGUF file and size, so a new package version
-    does not reuse generations of the old weights.
+    does not reuse generations of the old weights. A dtype other than the device's historical
+    one (CPU fp32, CUDA bf16) is named in the key; those two keep their keys of before.
     """
     from gateway.settings import DEFAULT_MODEL
-    from gateway.worker.model import embedded_gguf, pick_device
+    from gateway.worker.model import embedded_gguf, pick_device, unusual_dtype
 
     key = f"{model.replace('/', '_')}--{pick_device(device).type}"
+    if unusual := unusual_dtype(device, dtype):
+        key += "--" + unusual
     if model == DEFAULT_MODEL:
         gguf = embedded_gguf()
         key += "--" + hashlib.sha256(f"{gguf.name}:{gguf.stat().st_size}".encode()).hexdigest()[:8]

@@ -45,7 +45,7 @@ class ReplaySession:
 
         worker = LocalWorker.for_serving(settings, max_batch=concurrency)
         await worker.start()
-        cache = GenerationCache(settings.data_dir, model_key(settings.model, settings.device))
+        cache = GenerationCache(settings.data_dir, model_key(settings.model, settings.device, settings.dtype))
         return cls(worker, cache, concurrency, show_progress)
 
     async def close(self) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from gateway.errors import ContextLengthExceeded, NotReady, WorkerError
+from gateway.errors import ContextLengthExceeded, NotReady, RequestError, WorkerError
 from gateway.worker.chat_render import ChatRenderer
 from gateway.worker.cores import reserve_cores
 from gateway.worker.detokenize import IncrementalDetokenizer
@@ -95,8 +95,9 @@ class LocalWorker:
         *,
         threads: int | None = None,
         markers: ThinkMarkers | None = None,
+        dtype: str = "auto",
     ) -> None:
-        self._spec = (model, device, data_dir)
+        self._spec = (model, device, data_dir, dtype)
         self._max_batch = max_batch
         self._threads = threads  # the decode thread's intra-op threads (``gateway.worker.cores``)
         self._markers = markers or ThinkMarkers()
@@ -119,6 +120,7 @@ class LocalWorker:
             max_batch or settings.max_batch_size,
             threads=threads,
             markers=ThinkMarkers.parse(markers) if markers else None,
+            dtype=settings.dtype,
         )
 
     async def start(self) -> None:
@@ -217,6 +219,9 @@ class LocalWorker:
     ) -> LocalTokenStream:
         """Generate after ``prompt_ids``; ``thinking``: the prompt ends inside a thinking block."""
         loaded, scheduler, _ = self._require()
+        vocab = len(loaded.tokenizer)
+        if any(not 0 <= i < vocab for i in prompt_ids):  # a client's token ids: an IndexError in the model else
+            raise RequestError(f"prompt token ids must be in [0, {vocab}).", param="prompt")
         loop = asyncio.get_running_loop()
         seq = BatchSequence(
             prompt_ids,

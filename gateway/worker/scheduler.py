@@ -18,7 +18,6 @@ import asyncio
 import collections
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 import torch
@@ -27,6 +26,7 @@ from transformers import DynamicCache
 from gateway.errors import WorkerError
 from gateway.worker.cores import current_threads, pin_threads
 from gateway.worker.detokenize import TokenTexts
+from gateway.worker.kv_cache import layers, new_cache
 from gateway.worker.model import LoadedModel
 from gateway.worker.sampling import sample
 from gateway.worker.sequence import Deliver, Item, Out, Sampled, Sequence
@@ -200,7 +200,7 @@ class BatchScheduler:
 
     def _prefill(self, ids: list[int]) -> tuple[DynamicCache, torch.Tensor]:
         tensor = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
-        cache = DynamicCache(config=self.loaded.model.config)
+        cache = new_cache(self.loaded.model.config)
         result = self.loaded.model(input_ids=tensor, cache=cache, use_cache=True, logits_to_keep=1)
         return cache, result.logits[:, -1, :]
 
@@ -229,9 +229,8 @@ class BatchScheduler:
             return
         width = self._mask.shape[1]
         total = max(width, length)
-        for mine, theirs in zip(_layers(self._cache), _layers(cache), strict=True):
-            mine.keys = torch.cat([_pad_left(mine.keys, total), _pad_left(theirs.keys, total)], dim=0)
-            mine.values = torch.cat([_pad_left(mine.values, total), _pad_left(theirs.values, total)], dim=0)
+        for mine, theirs in zip(layers(self._cache), layers(cache), strict=True):
+            mine.splice(theirs, total)
         new_mask = torch.zeros((1, total), dtype=torch.long, device=self.loaded.device)
         new_mask[:, total - length :] = 1
         old_mask = torch.nn.functional.pad(self._mask, (total - width, 0))
@@ -257,9 +256,8 @@ class BatchScheduler:
         first = int(used[0]) if used.numel() else 0
         if first > 0:
             self._mask = self._mask[:, first:]
-            for layer in _layers(self._cache):
-                layer.keys = layer.keys[:, :, first:, :]
-                layer.values = layer.values[:, :, first:, :]
+            for layer in layers(self._cache):
+                layer.trim_front(first)
 
     def _advance(self, seq: Sequence, sampled: Sampled, out: Out) -> bool:
         """Record one token for ``seq``; True when the sequence is finished."""
@@ -293,16 +291,6 @@ class BatchScheduler:
         out.clear()
         for deliver, items in by_target.items():
             deliver(items)
-
-
-def _layers(cache: DynamicCache) -> list[Any]:
-    """The per-layer key/value holders (``DynamicLayer``: plain ``keys`` / ``values`` tensors)."""
-    return list(cache.layers)
-
-
-def _pad_left(t: torch.Tensor, total: int) -> torch.Tensor:
-    missing = total - t.shape[-2]
-    return torch.nn.functional.pad(t, (0, 0, missing, 0)) if missing > 0 else t
 
 
 @dataclass(frozen=True)
