@@ -93,6 +93,7 @@ class ChunkReader:
         self.top_k = top_logprobs
         self.counter = counter
         self.index = 0
+        self.end_tokens = 0  # end-of-sequence tokens seen (counted by the engine's usage, not events)
         self.raw: list[str] = []  # what the engine generated, markers included (what a continuation continues)
         self._queue: deque[_Token] = deque()
         self._phase: Phase | None = None  # phase of the last token with text
@@ -120,7 +121,8 @@ class ChunkReader:
         entries = _entries(choice, self.top_k)
         finish = choice.get("finish_reason")
         if finish == "stop" and entries and not reasoning and not content and not tool_calls:
-            entries = []  # the end-of-sequence token: generated, but not part of the completion
+            self.end_tokens += len(entries)
+            entries = []  # the end-of-sequence token: the engine counts it in usage, but it is no text
         if not entries:
             if not (reasoning or content or tool_calls):
                 return []

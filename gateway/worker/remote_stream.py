@@ -67,6 +67,12 @@ class RemoteTokenStream:
         return [self.reader.raw_text]
 
     @property
+    def end_tokens(self) -> int:
+        """End-of-sequence tokens the engine generated and counts in its usage, given as no event
+        (so no rule sees them): ``completion_tokens`` equal to the engine's = events + this."""
+        return self.reader.end_tokens
+
+    @property
     def remaining(self) -> int:
         """Tokens of the request's budget not yet generated (both phases, appended text included)."""
         return self.params.max_tokens - self.events - self.appended_tokens

@@ -63,6 +63,7 @@ def test_end_of_sequence_entry_in_the_finishing_chunk_is_not_a_token() -> None:
         r, [chat("Hi", ("token_id:5", -0.1)), {**chat("", ("token_id:2", -0.01)), "finish_reason": "stop"}]
     )
     assert [e.token_id for e in events] == [5]
+    assert r.end_tokens == 1
 
 
 def test_reasoning_content_and_reasoning_are_thinking() -> None:
