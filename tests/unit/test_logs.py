@@ -98,3 +98,50 @@ def test_unknown_level_is_a_config_error():
     """A misspelt level is refused, naming the setting."""
     with pytest.raises(ConfigError, match="STOPGATE_LOG_LEVEL"):
         configure_logging("loud")
+
+
+def test_library_info_noise_is_off_and_warnings_are_kept(captured):
+    """httpx's per-request INFO line (a health poll) is dropped; its warnings come out as JSON with the logger."""
+    logging.getLogger("httpx").info('HTTP Request: GET http://w/healthz "HTTP/1.1 200 OK"')
+    logging.getLogger("uvicorn.access").info('127.0.0.1 - "GET /readyz HTTP/1.1" 200')
+    logging.getLogger("httpx").warning("upstream slow")
+    (line,) = lines(captured)
+    assert line["event"] == "upstream slow" and line["logger"] == "httpx"
+
+
+def test_a_library_that_installs_its_own_logging_is_taken_back(captured):
+    """Litestar's default config (plain-text handlers on its logger and the root) is undone by adopt."""
+    from litestar import Litestar
+
+    from gateway.logs import adopt_library_loggers
+
+    Litestar(route_handlers=[])  # applies Litestar's own dictConfig
+    adopt_library_loggers()
+    logging.getLogger("litestar").warning("from litestar")
+    logging.getLogger("transformers.modeling_utils").warning("from transformers")
+    got = lines(captured)
+    assert [(x["logger"], x["event"]) for x in got] == [
+        ("litestar", "from litestar"),
+        ("transformers.modeling_utils", "from transformers"),
+    ]
+
+
+def test_console_renderer_only_on_a_terminal():
+    """A stream that is a TTY gets readable lines; fmt=json forces JSON even there."""
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        for fmt, is_json in (("auto", False), ("json", True)):
+            buf = Tty()
+            configure_logging("info", stream=buf, fmt=fmt)
+            structlog.get_logger().info("hello_tty")
+            text = buf.getvalue().strip()
+            assert text.startswith("{") is is_json and "hello_tty" in text
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = before
