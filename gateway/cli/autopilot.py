@@ -159,10 +159,11 @@ def cmd_study(args: argparse.Namespace) -> int:
     results = asyncio.run(run_study(settings, options))
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"options": {**vars(options), "data": str(options.data)}, "data": results})
+            json.dumps({"options": {**dataclasses.asdict(options), "data": str(options.data)}, "data": results})
         )
     print(
-        "| domain | requests | autopilot saved | agreement | changes | shipped saved | agreement | start saved | agreement |"
+        "| domain | requests | autopilot saved | agreement | changes "
+        "| shipped saved | agreement | start saved | agreement |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
