@@ -188,10 +188,10 @@ async def run_study(settings: Any, options: StudyOptions, show_progress: bool = 
     from gateway.policy.loader import load_policies_dir
 
     rows = load_rows(options.data, options.limit_per_domain)
+    shipped = load_policies_dir(settings.policies_dir, sorted({r.domain for r in rows}))
     if options.domains:
         rows = [r for r in rows if r.domain in options.domains]
     names = sorted({r.domain for r in rows})
-    shipped = load_policies_dir(settings.policies_dir, names)
     session = await ReplaySession.open(settings, show_progress=show_progress)
     try:
         gens = await session.full(rows)
