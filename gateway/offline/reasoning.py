@@ -122,12 +122,16 @@ class ModuleGrader:
 
 
 class KeyGrader:
-    """Built-in fallback: answers agree when their ``answer_key`` is equal."""
+    """Built-in fallback: answers agree when their strict ``answer_key`` (LaTeX presentation removed,
+    numbers by value; no unicode or plain-text spellings, like ``answer_norm.py``) is equal."""
 
-    name = "builtin answer_key"
+    name = "builtin answer_key (strict)"
 
     def equivalent(self, a: str | None, b: str | None) -> bool:
-        return a is not None and b is not None and bool(answer_key(a)) and answer_key(a) == answer_key(b)
+        if a is None or b is None:
+            return False
+        key = answer_key(a, lenient=False)
+        return bool(key) and key == answer_key(b, lenient=False)
 
     def is_correct(self, pred: str | None, golds: Sequence[str]) -> bool:
         return any(self.equivalent(pred, g) for g in golds)

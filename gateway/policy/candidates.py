@@ -83,12 +83,15 @@ _PAREN_NUMBER = re.compile(r"\((-?\d+(?:\.\d+)?)\)")
 _SQRT_PAREN = re.compile(r"\\?sqrt\s*\(([^()]*)\)")
 
 
-def answer_key(text: str) -> str:
+def answer_key(text: str, *, lenient: bool = True) -> str:
     """The comparable form of an answer: "\\dfrac{1}{2}", "0.5" and "$1/2$" give the same key, so do
-    "√51", "sqrt(51)" and "\\sqrt{51}", or "90 degrees" and "90^\\circ"."""
-    s = "".join(_UNICODE.get(c, c) for c in text)
-    s = _UNITS.sub("", s)
-    s = _SQRT_PAREN.sub(r"\\sqrt{\1}", s)
+    "√51", "sqrt(51)" and "\\sqrt{51}", or "90 degrees" and "90^\\circ". ``lenient=False`` keeps
+    to LaTeX presentation only (no unicode, units or plain-text spellings), as MATH-style graders do."""
+    s = text
+    if lenient:
+        s = "".join(_UNICODE.get(c, c) for c in s)
+        s = _UNITS.sub("", s)
+        s = _SQRT_PAREN.sub(r"\\sqrt{\1}", s)
     s = re.sub(r"\\sqrt\s*(\d+|[A-Za-z])", r"\\sqrt{\1}", s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|mbox)\s*\{([^{}]*)\}", r"\1", s)
@@ -98,7 +101,7 @@ def answer_key(text: str) -> str:
         s = s.split("=", 1)[1]
     if s.startswith("{") and s.endswith("}"):
         s = s[1:-1]
-    value = _number(s)
+    value = _number(s if not lenient else _PAREN_NUMBER.sub(r"\1", s))
     return repr(value) if value is not None else s
 
 
@@ -108,7 +111,6 @@ def plain_spelling(text: str) -> bool:
 
 
 def _number(s: str) -> float | None:
-    s = _PAREN_NUMBER.sub(r"\1", s)
     m = re.fullmatch(r"([+-]?)\\frac\{(\d+(?:\.\d+)?)\}\{(\d+(?:\.\d+)?)\}", s) or re.fullmatch(
         r"([+-]?)(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)", s
     )

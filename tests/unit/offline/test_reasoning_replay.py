@@ -185,3 +185,12 @@ def test_bad_trace_line_names_file_and_line(tmp_path: Path) -> None:
     path.write_text(json.dumps(TRACES[0]) + '\n{"id": "x"}\n')
     with pytest.raises(RequestError, match=r"bad.jsonl:2"):
         load_traces(path)
+
+
+def test_builtin_grader_reads_latex_like_the_data_grader() -> None:
+    """Without answer_norm.py, agreement compares LaTeX by value but no unicode or plain-text spellings."""
+    grader = KeyGrader()
+    assert grader.equivalent("\\dfrac{14}{3}", "14/3") and grader.equivalent("90^\\circ", "90")
+    assert grader.equivalent("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\dfrac{\\pi}{2})")
+    assert not grader.equivalent("√51", "\\sqrt{51}") and not grader.equivalent(None, "1")
+    assert grader.is_correct("0.5", ["\\frac{1}{2}"]) and not grader.is_correct(None, ["1"])
