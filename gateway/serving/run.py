@@ -85,12 +85,9 @@ class ChatRun:
 
     @property
     def completion_tokens(self) -> int:
-        return self.enforcer.completion_tokens
-
-    @property
-    def sent_tokens(self) -> int:
-        """Tokens the client got, when a rule stopped the request (for samples)."""
-        return self.enforcer.completion_tokens
+        """Tokens generated, as the engine's usage counts them: an end-of-sequence token that a remote
+        engine counts but sends no text for (``end_tokens``) included; it never reaches the rules."""
+        return self.enforcer.completion_tokens + int(getattr(self.stream, "end_tokens", 0) or 0)
 
     async def deltas(self) -> AsyncIterator[Delta]:
         """Output piece by piece; the engines decide after each token whether to go on."""
@@ -150,7 +147,7 @@ class ChatRun:
             "policy": self.route.policy_name,
             "policy_version": self.route.policy_version,
             "stop_rule": enforcer.stop_rule,
-            "completion_tokens": enforcer.completion_tokens,
+            "completion_tokens": self.completion_tokens,
             "max_tokens": enforcer.budget.total,
             "reasoning_tokens": enforcer.all_reasoning_tokens,
             "thinking_stop_rule": enforcer.thinking_stop_rule,
@@ -213,7 +210,7 @@ class ChatRun:
         enforcer = self.enforcer
         return Outcome(
             prompt_tokens=self.prompt_tokens,
-            completion_tokens=enforcer.completion_tokens,
+            completion_tokens=self.completion_tokens,
             reasoning_tokens=enforcer.all_reasoning_tokens,
             max_tokens=enforcer.budget.total,
             finish_reason=None if client_disconnected or error else self.finish_reason,
