@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -113,16 +114,19 @@ def running(kind: str, log: Path, extra: list[str] | None = None) -> Iterator[En
         raise RuntimeError(f"{cmd[0]} is missing: run `make engines` first")
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        # Its own process group: vLLM's engine core and workers are children that must go with it.
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         try:
             wait_ready(url, proc, log)
             yield Engine(kind, url, log, proc.pid)
         finally:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(60)
+                proc.wait(30)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
 
 
