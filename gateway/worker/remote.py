@@ -329,6 +329,10 @@ class RemoteWorker:
                 continue
             try:
                 await self._check(up)
+            except httpx.TimeoutException:
+                # An engine busy with our requests (llama.cpp answers nothing while it generates) is
+                # slow, not down; one with nothing of ours in flight that does not answer is down.
+                up.healthy = up.in_flight > 0
             except (httpx.HTTPError, ValueError):
                 up.healthy = False
         self._ready = self._ready or any(u.healthy for u in self.upstreams)

@@ -75,6 +75,8 @@ async def test_exact_counts_equal_the_engine_usage(worker: RemoteWorker, engine:
             "max_tokens": 20,
             "temperature": 0,
         }
+        if KIND == "llamacpp":
+            body["repeat_penalty"] = 1.0  # as the remote worker sends it (its default 1.1 is not greedy)
         direct = (await client.post(engine.url + "/v1/chat/completions", json=body)).json()
     assert stream.prompt_tokens == direct["usage"]["prompt_tokens"]
     assert len(events) == direct["usage"]["completion_tokens"]
