@@ -49,7 +49,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-FALLBACK_DOMAIN = "general"
+from gateway.domains import FALLBACK_DOMAIN
+
 DEFAULT_THRESHOLD = 0.4
 NEIGHBOURS = 10
 NEIGHBOUR_TEMPERATURE = 0.05  # cosine similarities are close together; sharpen the vote

@@ -17,7 +17,7 @@ from gateway.serving.ports import DomainClassifier, PolicySource
 if TYPE_CHECKING:
     from gateway.policy.schema import Policy
 
-FALLBACK_DOMAIN = "general"
+from gateway.domains import FALLBACK_DOMAIN
 
 
 @dataclass(frozen=True)
