@@ -39,6 +39,7 @@ from gateway.classify.embedder import (
     Embedder,
     Vectors,
 )
+from gateway.domains import FALLBACK_DOMAIN
 from gateway.errors import DefinitionError, Problem
 from gateway.worker.cores import current_threads, pin_threads
 
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
     from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-from gateway.domains import FALLBACK_DOMAIN
 
 DEFAULT_THRESHOLD = 0.4
 NEIGHBOURS = 10
