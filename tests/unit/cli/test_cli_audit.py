@@ -36,6 +36,8 @@ def audit_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.write_bytes(b"".join(encode_record(r) + b"\n" for r in recs))
     monkeypatch.setenv("STOPGATE_AUDIT_LOG", str(path))
     monkeypatch.delenv("STOPGATE_REDIS_URL", raising=False)
+    # CLI commands find a gateway's local Redis under the data dir: keep a running `make run` out of the test.
+    monkeypatch.setenv("STOPGATE_DATA_DIR", str(tmp_path / "data"))
     return path
 
 
