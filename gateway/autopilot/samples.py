@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Collection, Iterable
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import Protocol, cast
 
 import msgspec
 import structlog
@@ -27,10 +27,6 @@ from redis.exceptions import RedisError
 
 from gateway.policy.records import connect
 from gateway.worker.protocol import Phase, TokenEvent
-
-if TYPE_CHECKING:
-    from gateway.serving.outcome import Outcome
-    from gateway.serving.run import ChatRun
 
 log = structlog.get_logger(__name__)
 
@@ -99,39 +95,6 @@ class SampleSink(Protocol):
         """Queue ``sample`` for storage; returns at once and never raises."""
 
 
-def sample_of_run(run: ChatRun, outcome: Outcome, now: float | None = None) -> Sample | None:
-    """The sample of a finished sampled request, or None when what it generated is not a full generation.
-
-    Not full: a tool call, client stop strings (the stream was cut where they matched), or a stop
-    that was not generated on (the load budget's ``length`` stop).
-    """
-    events = run.events
-    rule_stopped = outcome.full_completion_tokens is not None
-    if events is None or outcome.tool_call or run.call.stop or run.route.policy is None:
-        return None
-    if outcome.stop_rule is not None and not rule_stopped:
-        return None
-    if rule_stopped:
-        ended = run.stream.finish_reason
-        finish = "length" if ended == "length" else "stop"
-        stopped_at: int | None = max(0, outcome.completion_tokens - outcome.reasoning_tokens)
-    else:
-        finish = "length" if outcome.finish_reason == "length" else "stop"
-        stopped_at = None
-    return Sample(
-        domain=run.route.domain,
-        policy_version=run.route.policy_version,
-        policy_hash=run.route.policy_hash,
-        request_id=run.request_id,
-        ts=time.time() if now is None else now,
-        max_tokens=outcome.max_tokens,
-        events=sample_tokens(events),
-        stopped_at=stopped_at,
-        stop_rule=outcome.stop_rule,
-        finish_reason=finish,
-    )
-
-
 class SampleCounts(msgspec.Struct, frozen=True):
     held: int  # samples kept now (after the count and age bounds)
     total: int  # samples ever written for the domain
@@ -178,12 +141,6 @@ class SampleStore:
         return f"{self.prefix}:{domain}"
 
     # -- the request path ---------------------------------------------------------------------
-
-    def submit_run(self, run: ChatRun, outcome: Outcome) -> None:
-        """``ChatService``'s hook: the sample of a finished sampled request (see ``sample_of_run``)."""
-        sample = sample_of_run(run, outcome)
-        if sample is not None:
-            self.submit(sample)
 
     def submit(self, sample: Sample) -> None:
         try:

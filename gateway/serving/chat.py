@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from gateway.audit.record import AuditDraft, Overrides, ShadowDecision
-from gateway.autopilot.samples import Sample, SampleSink, sample_tokens
+from gateway.autopilot.samples import SampleSink
 from gateway.errors import Draining, RateLimited
 from gateway.serving.call import Budget, ChatCall
 from gateway.serving.enforcement import Enforcer
@@ -27,6 +27,7 @@ from gateway.serving.outcome import Outcome
 from gateway.serving.ports import AuditSink, RequestLimiter, StreamMetrics
 from gateway.serving.routing import Router
 from gateway.serving.run import ChatRun
+from gateway.serving.samples import sample_of_run
 from gateway.serving.sampling import is_sampled
 from gateway.worker.protocol import SamplingParams, ThinkingMode, Worker
 
@@ -174,25 +175,13 @@ class ChatService:
             self._submit_sample(run, outcome)
 
     def _submit_sample(self, run: ChatRun, outcome: Outcome) -> None:
-        """A sampled request whose generation ran to its own end (generated on after a rule stop, or
-        ended by itself) becomes a sample for the autopilot; its text goes to the sample store only."""
-        if outcome.client_disconnected or run.cut_by_client_stop or run.events is None or self.samples is None:
+        """A sampled request whose generation ran to its own end becomes a sample for the autopilot;
+        its text goes to the sample store only, never to the audit log."""
+        if outcome.client_disconnected or self.samples is None:
             return
-        stopped = outcome.full_completion_tokens is not None
-        self.samples.submit(
-            Sample(
-                domain=run.route.domain,
-                policy_version=run.route.policy_version,
-                policy_hash=run.route.policy_hash,
-                request_id=run.request_id,
-                ts=time.time(),
-                max_tokens=outcome.max_tokens,
-                events=sample_tokens(run.events),
-                stopped_at=outcome.completion_tokens - outcome.reasoning_tokens if stopped else None,
-                stop_rule=outcome.stop_rule if stopped else None,
-                finish_reason="length" if run.stream.finish_reason == "length" else "stop",
-            )
-        )
+        sample = sample_of_run(run, outcome)
+        if sample is not None:
+            self.samples.submit(sample)
 
     def reject(self, call_id: str, api_key_id: str | None, exc: BaseException) -> None:
         """Audit a request the edge refused before it reached ``open`` (e.g. a malformed body)."""

@@ -35,9 +35,6 @@ package or module under ``gateway`` (a dotted entry overrides its package's laye
 KNOWN_PENDING: dict[tuple[str, str], str] = {
     # (importer, imported): why it is still here and whose change removes it
     ("gateway.bench.reasoning", "gateway.cli.common"): "bench reasoning still takes argparse (reasoning)",
-    # the sample sink is written to by serving (like audit) but types itself with serving's classes
-    ("gateway.autopilot.samples", "gateway.serving.outcome"): "type-only; wants a protocol below serving (autopilot)",
-    ("gateway.autopilot.samples", "gateway.serving.run"): "type-only; wants a protocol below serving (autopilot)",
 }
 """Arrows that break the rules today, each owned by a change in progress; remove an entry with it."""
 

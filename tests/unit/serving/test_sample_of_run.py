@@ -5,8 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from gateway.autopilot.samples import Sample, SampleToken, sample_of_run
+from gateway.autopilot.samples import Sample, SampleToken
 from gateway.serving.outcome import Outcome
+from gateway.serving.samples import sample_of_run
 from gateway.worker.protocol import TokenEvent
 
 
