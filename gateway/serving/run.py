@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import msgspec
 import structlog
 
 from gateway.errors import StopgateError
@@ -75,6 +76,7 @@ class ChatRun:
         keep_text = sampled or (policy is not None and policy.audit.include_text)
         self._text: list[str] | None = [] if keep_text else None
         self._stopped_by_rule = False
+        self._answer_started = False
         self._aborted: StopgateError | None = None
         self._closed = False
 
@@ -95,9 +97,15 @@ class ChatRun:
         async for event in self.stream:
             if self.first_token_at is None:
                 self.first_token_at = time.perf_counter()
+            if event.phase == "thinking" and self._answer_started:
+                # One thinking block per turn, as vLLM's reasoning parsers read it: a block the model opens
+                # again after its answer began (or after a forced end) is answer text, markers left out.
+                event = msgspec.structs.replace(event, phase="answer")
             if self.events is not None:
                 self.events.append(event)
             decision = await self.enforcer.after_token(event, self.stream)
+            if self.enforcer.thinking_stop_rule is not None or (event.phase == "answer" and event.text):
+                self._answer_started = True
             if event.phase == "thinking":
                 if event.text:
                     yield Delta(reasoning=event.text)

@@ -169,3 +169,15 @@ async def test_a_draining_service_refuses_new_requests() -> None:
     with pytest.raises(Draining):
         await svc.open(call())
     assert audit.records[0].error is not None and audit.records[0].error.type == "Draining"
+
+
+async def test_a_thinking_block_reopened_after_a_forced_end_is_answer_text() -> None:
+    """After the gateway ended the thinking, a second block the model opens streams as content, never reasoning."""
+    policy = Policy(domain="general", max_tokens=64, thinking=ThinkingSpec(mode="on", max_tokens=2))
+    again = events(["", "Hm", "."], phase="thinking", start=50)
+    worker = ScriptedWorker(events(["a", "b", "c"], phase="thinking"), after_end=events(["\n"], start=40) + again)
+    svc, audit = service(worker, policy)
+    deltas, _ = await run_all(svc, call())
+    kinds = ["reasoning" if d.reasoning else "content" for d in deltas]
+    assert kinds == ["reasoning", "reasoning", "content", "content", "content"]
+    assert text(deltas) == "\nHm." and audit.records[0].reasoning_tokens == 2 + 3
