@@ -17,25 +17,17 @@ Definitions (DESIGN.md, "Measuring the trade-off"):
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.policy.quality import normalise, opening
 from gateway.policy.text import Step, TextTracker
 
 GOLD_DOMAINS = ("math", "factual")
 CODE_DOMAIN = "code"
 
-_PUNCT = frozenset(string.punctuation)
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
 _NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
-
-
-def normalise(text: str) -> str:
-    """Lowercase, punctuation and articles removed, whitespace collapsed (SQuAD/NQ style)."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
-    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def last_number(text: str) -> float | None:
@@ -89,18 +81,7 @@ def answer_core(domain: str, text: str) -> str:
             if tracker.blocks:
                 return text[: k + 1]
         return text
-    tracker, step = TextTracker(), Step()
-    lines, line_text = 0, False
-    for k, c in enumerate(text[:CORE_MAX_CHARS]):
-        tracker.advance(step, c)
-        if c == "\n":
-            lines += line_text
-            line_text = False
-        elif not c.isspace():
-            line_text = True
-        if tracker.sentences >= CORE_SENTENCES or lines >= CORE_SENTENCES:
-            return text[:k]  # the boundary is the whitespace after the sentence or line
-    return text[:CORE_MAX_CHARS]
+    return opening(text, CORE_SENTENCES, CORE_MAX_CHARS)
 
 
 def answer_kept(domain: str, full: str, cut: str) -> bool:
