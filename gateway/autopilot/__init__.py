@@ -28,19 +28,10 @@ class Autopilot:
     runner: AutopilotRunner
 
 
-@contextlib.asynccontextmanager
-async def running_autopilot(
-    settings: Settings,
-    redis_url: str,
-    domains: Collection[str],
-    *,
-    embed: Callable[[Sequence[str]], Any] | None = None,
-) -> AsyncIterator[Autopilot]:
-    """The sample store and the tuning loop, started; on exit the queued samples are written first.
-
-    ``embed``: the classifier's sentence embedder (texts -> rows of floats, e.g. a numpy array),
-    for the ``semantic`` quality metric.
-    """
+def build_autopilot(
+    settings: Settings, redis_url: str, domains: Collection[str], *, embed: Callable[[Sequence[str]], Any] | None = None
+) -> Autopilot:
+    """The sample store and the runner on one Redis client, not started (the CLI uses them as they are)."""
     client = connect(redis_url)
     samples = SampleStore(
         redis_url,
@@ -54,8 +45,26 @@ async def running_autopilot(
         domains,
         interval_s=settings.autopilot_interval_s,
         tune_every=settings.autopilot_tune_every,
-        embed=(lambda texts: [[float(x) for x in row] for row in embed(texts)]) if embed is not None else None,
+        embed=embed,
     )
+    return Autopilot(samples, runner)
+
+
+@contextlib.asynccontextmanager
+async def running_autopilot(
+    settings: Settings,
+    redis_url: str,
+    domains: Collection[str],
+    *,
+    embed: Callable[[Sequence[str]], Any] | None = None,
+) -> AsyncIterator[Autopilot]:
+    """The sample store and the tuning loop, started; on exit the queued samples are written first.
+
+    ``embed``: the classifier's sentence embedder (texts -> rows of floats, e.g. a numpy array),
+    for the ``semantic`` quality metric.
+    """
+    autopilot = build_autopilot(settings, redis_url, domains, embed=embed)
+    samples, runner = autopilot.samples, autopilot.runner
     samples.on_written = runner.notify
     await samples.start()
     await runner.start()

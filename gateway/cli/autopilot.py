@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
+from gateway.autopilot import build_autopilot
 from gateway.autopilot.runner import AutopilotRunner
-from gateway.autopilot.samples import SampleStore
 from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.cli.policies import known_domains
 from gateway.errors import ConfigError, StoreUnavailable, UnknownDomain
-from gateway.policy.records import PolicyRecords, connect, redact
+from gateway.policy.records import redact
 from gateway.policy.schema import DEFAULT_DOMAIN
 from gateway.settings import Settings
 
@@ -38,26 +38,13 @@ def _run(settings: Settings, work: Callable[[AutopilotRunner], Awaitable[T]]) ->
     domains = sorted({*known_domains(settings.domains_dir), DEFAULT_DOMAIN})
 
     async def main() -> T:
-        client = connect(settings.redis_url)
-        samples = SampleStore(
-            settings.redis_url,
-            max_samples=settings.autopilot_max_samples,
-            max_age_s=settings.autopilot_max_sample_age_s,
-            client=client,
-        )
-        runner = AutopilotRunner(
-            PolicyRecords(client),
-            samples,
-            domains,
-            interval_s=settings.autopilot_interval_s,
-            tune_every=settings.autopilot_tune_every,
-        )
+        autopilot = build_autopilot(settings, settings.redis_url, domains)
         try:
-            return await work(runner)
+            return await work(autopilot.runner)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis at {redact(settings.redis_url)} is unreachable: {exc}") from None
         finally:
-            await client.aclose()
+            await autopilot.samples.close()  # closes the shared client
 
     return asyncio.run(main())
 
