@@ -19,7 +19,6 @@ Grading (EM and agreement) uses ``answer_norm.py`` from beside the traces file w
 from __future__ import annotations
 
 import bisect
-import hashlib
 import importlib.util
 import json
 from collections.abc import Callable, Sequence
@@ -168,26 +167,15 @@ def tokenize(text: str, encode: Encoder) -> Tokenized:
 def embedded_encoder(data_dir: Path) -> Encoder:
     """The embedded model's tokenizer as an ``Encoder``, from a cached ``tokenizer.json``.
 
-    The first use converts the tokenizer out of the GGUF (transformers, ~20 s; the model weights
+    The first use converts the tokenizer out of the GGUF (in the worker package, ~20 s; the weights
     are not loaded) and saves it under ``<data_dir>/tokenizers/``; later uses load the JSON with
     the ``tokenizers`` library alone (well under a second).
     """
     from tokenizers import Tokenizer
 
-    from gateway.worker.model import embedded_gguf
+    from gateway.worker.model import embedded_tokenizer_file
 
-    gguf = embedded_gguf()
-    stat = gguf.stat()
-    tag = hashlib.sha256(f"{TOKENIZER_CACHE_VERSION}:{gguf.name}:{stat.st_size}".encode()).hexdigest()[:12]
-    cached = data_dir / "tokenizers" / f"{gguf.stem}-{tag}.json"
-    if not cached.is_file():
-        from transformers import AutoTokenizer  # one-time conversion; the cache serves every later run
-
-        backend = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).backend_tokenizer
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(cached.name + ".tmp")
-        backend.save(str(tmp))
-        tmp.replace(cached)
+    cached = embedded_tokenizer_file(data_dir, TOKENIZER_CACHE_VERSION)
     tok = Tokenizer.from_file(str(cached))
 
     def encode(text: str) -> tuple[list[int], list[int]]:

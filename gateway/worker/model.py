@@ -50,6 +50,23 @@ def embedded_gguf() -> Path:
     return found[0]
 
 
+def embedded_tokenizer_file(data_dir: Path, version: int | str) -> Path:
+    """The embedded model's tokenizer as a ``tokenizer.json`` under ``<data_dir>/tokenizers/``, converted
+    out of the GGUF once (transformers, ~20 s, no weights loaded); later callers load it with the
+    ``tokenizers`` library alone. ``version`` is the caller's cache version (part of the name)."""
+    gguf = embedded_gguf()
+    stat = gguf.stat()
+    tag = hashlib.sha256(f"{version}:{gguf.name}:{stat.st_size}".encode()).hexdigest()[:12]
+    cached = data_dir / "tokenizers" / f"{gguf.stem}-{tag}.json"
+    if not cached.is_file():
+        backend = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).backend_tokenizer
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(cached.name + ".tmp")
+        backend.save(str(tmp))
+        tmp.replace(cached)
+    return cached
+
+
 def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("STOPGATE_DEVICE=cuda but CUDA is not available")
