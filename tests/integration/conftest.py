@@ -16,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
-from gateway.app import create_app
+from gateway.app import create_app, create_worker_app
 from gateway.redis_server import LocalRedis, free_port
 from gateway.settings import Settings
 
@@ -94,3 +94,26 @@ def gateway(gateway_settings: Settings) -> Iterator[RunningGateway]:
     gw = start_gateway(gateway_settings)
     yield gw
     stop_gateway(gw)
+
+
+@pytest.fixture(scope="session")
+def worker_server() -> Iterator[str]:
+    """A real `stopgate worker` app on uvicorn, on a free loopback port (one for the whole session)."""
+    settings = Settings(port=free_port(), data_dir=Path(".stopgate"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_worker_app(settings), host="127.0.0.1", port=settings.port, log_config=None)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{settings.port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).json().get("ready"):
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    yield url
+    server.should_exit = True
+    thread.join(30)

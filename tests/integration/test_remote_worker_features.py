@@ -3,19 +3,11 @@ usage, and the worker's 400 for what it cannot do."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
-import httpx
 import pytest
-import uvicorn
 
-from gateway.app import create_worker_app
 from gateway.errors import RequestError
-from gateway.redis_server import free_port
-from gateway.settings import Settings
 from gateway.worker.protocol import ChatMessage, SamplingParams
 from gateway.worker.remote import RemoteWorker
 
@@ -24,32 +16,9 @@ pytestmark = pytest.mark.model
 QUESTION = [ChatMessage("user", "What is 2 + 3?")]
 
 
-@pytest.fixture(scope="module")
-def worker_url() -> Iterator[str]:
-    """A real `stopgate worker` app on uvicorn, on a free loopback port."""
-    settings = Settings(port=free_port(), data_dir=Path(".stopgate"))
-    server = uvicorn.Server(
-        uvicorn.Config(create_worker_app(settings), host="127.0.0.1", port=settings.port, log_config=None)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{settings.port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).json().get("ready"):
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    yield url
-    server.should_exit = True
-    thread.join(30)
-
-
 @pytest.fixture
-async def remote(worker_url: str) -> AsyncIterator[RemoteWorker]:
-    w = RemoteWorker([worker_url], model="smollm2-135m-instruct")
+async def remote(worker_server: str) -> AsyncIterator[RemoteWorker]:
+    w = RemoteWorker([worker_server], model="smollm2-135m-instruct")
     await w.start()
     yield w
     await w.close()

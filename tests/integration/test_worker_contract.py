@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 
-from gateway.app import create_worker_app
 from gateway.errors import RequestError
-from gateway.redis_server import free_port
-from gateway.settings import Settings
 from gateway.worker.local import LocalWorker
 from gateway.worker.protocol import ChatMessage, SamplingParams, Worker
 from gateway.worker.remote import RemoteWorker
@@ -23,29 +17,6 @@ from gateway.worker.remote import RemoteWorker
 pytestmark = pytest.mark.model
 
 QUESTION = [ChatMessage("user", "What is the capital of France?")]
-
-
-@pytest.fixture(scope="module")
-def worker_server() -> Iterator[str]:
-    """A real `stopgate worker` app on uvicorn, on a free loopback port."""
-    settings = Settings(port=free_port(), data_dir=Path(".stopgate"))
-    server = uvicorn.Server(
-        uvicorn.Config(create_worker_app(settings), host="127.0.0.1", port=settings.port, log_config=None)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{settings.port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).json().get("ready"):
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    yield url
-    server.should_exit = True
-    thread.join(30)
 
 
 @pytest.fixture(params=["local", "remote"])
