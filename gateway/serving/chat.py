@@ -61,10 +61,9 @@ class ChatService:
         self.ratelimit = ratelimit
         self.samples = samples  # the autopilot's sample store, when autopilot is wired
         self.background: set[asyncio.Task[None]] = set()  # quality samples finishing after their response
-        self._runs: dict[str, ChatRun] = {}
+        self._runs: dict[str, tuple[ChatRun, AuditDraft]] = {}  # running requests and their audit drafts
         self._opening = 0
         self._draining = False
-        self._drafts: dict[str, AuditDraft] = {}
 
     @property
     def active_streams(self) -> int:
@@ -99,8 +98,7 @@ class ChatService:
             draft.fail(exc)
             self._submit(draft)
             raise
-        self._runs[call.request_id] = run
-        self._drafts[call.request_id] = draft
+        self._runs[call.request_id] = (run, draft)
         if self.metrics is not None:
             self.metrics.stream_opened()
         return run
@@ -146,8 +144,7 @@ class ChatService:
 
     def _record(self, run: ChatRun, outcome: Outcome) -> None:
         """The one place a finished request is counted: metrics, limits, log, audit, samples."""
-        self._runs.pop(run.request_id, None)
-        draft = self._drafts.pop(run.request_id)
+        _, draft = self._runs.pop(run.request_id)
         draft.started = run.started
         draft.first_token_at = run.first_token_at
         _fill(draft, run, outcome)
@@ -210,7 +207,7 @@ class ChatService:
 
     def abort_all(self, reason: str = "The gateway shut down before this stream finished.") -> int:
         """End every running stream with an error frame; returns how many were running."""
-        runs = list(self._runs.values())
+        runs = [run for run, _ in self._runs.values()]
         for run in runs:
             run.abort(Draining(reason))
         return len(runs)
