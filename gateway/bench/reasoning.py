@@ -5,220 +5,79 @@ trace's thinking (``gateway.offline.reasoning``), tokens counted with the embedd
 tokenizer. Reported overall and per source (the model that wrote the traces): thinking tokens full
 vs policy, % saved, agreement of the committed answer with the trace's own final answer, EM against
 gold; plus the static-budget baseline: the one global thinking budget with the same total thinking
-tokens. Formats: DESIGN.md, "Reasoning models".
+tokens (``gateway.offline.reasoning_report``). Formats: DESIGN.md, "Reasoning models".
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.bench.engine import TARGET_US
 from gateway.classify.definitions import load_domains
-from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.offline.reasoning import (
-    CandidateIndex,
-    Cut,
-    Grader,
     Tokenized,
     Trace,
-    budget_matching,
     dumps_lines,
     embedded_encoder,
-    figures,
-    item_line,
     load_grader,
     load_traces,
-    replay_trace,
-    source_of,
-    static_cut,
     tokenize,
 )
+from gateway.offline.reasoning_report import markdown, measure, plot
 from gateway.policy.loader import load_policies_dir
 from gateway.policy.rules import AnswerConvergence, Loop, Probe, Repetition, RuleSpec
-from gateway.policy.schema import DEFAULT_DOMAIN, Policy
 from gateway.policy.thinking import ThinkingEngine, ThinkingSpec
+from gateway.settings import Settings
 from gateway.worker.protocol import ProbeResult, TokenEvent
 
-CURVE_POINTS = 24  # static budgets drawn on the plot
+SETTINGS = ("domains_dir", "policies_dir", "data_dir")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--traces", type=Path, required=True, help="JSON lines: id, domain, thinking, final_answer, gold"
+@dataclass(frozen=True)
+class Options:
+    traces: Path = field(metadata={"help": "JSON lines: id, domain, thinking, final_answer, gold"})
+    json: Path = field(metadata={"help": "write the report here"})
+    items_out: Path = field(metadata={"help": "write one JSON line per trace here"})
+    markdown: Path | None = field(default=None, metadata={"help": "write Markdown tables (overall, per source) here"})
+    plot: Path | None = field(default=None, metadata={"help": "write a PNG plot (thinking saved vs agreement) here"})
+    cost: bool = field(
+        default=False, metadata={"help": "also time the thinking engine per token and rule (report key: cost)"}
     )
-    parser.add_argument("--json", type=Path, required=True, help="write the report here")
-    parser.add_argument("--items-out", type=Path, required=True, help="write one JSON line per trace here")
-    parser.add_argument("--markdown", type=Path, default=None, help="write Markdown tables (overall, per source) here")
-    parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot (thinking saved vs agreement) here")
-    parser.add_argument(
-        "--cost", action="store_true", help="also time the thinking engine per token and rule (report key: cost)"
-    )
-    add_settings_flags(parser, only=("domains_dir", "policies_dir", "data_dir"))
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+def run(options: Options, settings: Settings) -> int:
     started = time.perf_counter()
-    traces = load_traces(args.traces)
+    traces = load_traces(options.traces)
     names = load_domains(Path(settings.domains_dir)).names
     policies = load_policies_dir(settings.policies_dir, names)
     encode = embedded_encoder(Path(settings.data_dir))
     tokens = [tokenize(t.thinking, encode) for t in traces]
-    grader = load_grader(args.traces)
+    grader = load_grader(options.traces)
     report, lines = measure(traces, tokens, policies, grader)
-    if args.cost:
+    if options.cost:
         report["cost"] = thinking_cost(traces, tokens)
     report["run"] = {
-        "traces": str(args.traces),
+        "traces": str(options.traces),
         "grader": grader.name,
         "tokenizer": "embedded model (SmolLM2-135M)",
         "policies": {name: p.version for name, p in sorted(policies.items())},
         "wall_s": round(time.perf_counter() - started, 1),
     }
-    _write(args.json, json.dumps(report, indent=2) + "\n")
-    _write(args.items_out, dumps_lines(lines))
-    if args.markdown is not None:
-        _write(args.markdown, markdown(report))
-    if args.plot is not None:
-        plot(report, args.plot)
+    _write(options.json, json.dumps(report, indent=2) + "\n")
+    _write(options.items_out, dumps_lines(lines))
+    if options.markdown is not None:
+        _write(options.markdown, markdown(report))
+    if options.plot is not None:
+        plot(report, options.plot)
     _summary(report)
     return 0
-
-
-def policy_for(policies: Mapping[str, Policy], domain: str) -> Policy:
-    return policies.get(domain) or policies[DEFAULT_DOMAIN]
-
-
-def measure(
-    traces: Sequence[Trace], tokens: Sequence[Tokenized], policies: Mapping[str, Policy], grader: Grader
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The report (DESIGN.md's JSON plus per-source figures and a static curve) and the item lines."""
-    cuts = [
-        replay_trace(t, tok, policy_for(policies, t.domain).thinking) for t, tok in zip(traces, tokens, strict=True)
-    ]
-    full = [tok.tokens for tok in tokens]
-    overall = figures(traces, full, cuts, grader)
-    indexes = [CandidateIndex(t, tok) for t, tok in zip(traces, tokens, strict=True)]
-
-    def static(budget: int) -> list[Cut]:
-        return [static_cut(t, tok, ix, budget) for t, tok, ix in zip(traces, tokens, indexes, strict=True)]
-
-    budget = budget_matching(full, overall["tokens_thinking_policy"])
-    static_cuts = static(budget)
-    st = figures(traces, full, static_cuts, grader)
-    sources: dict[str, dict[str, Any]] = {}
-    for name in sorted({source_of(t) for t in traces}):
-        pick = [i for i, t in enumerate(traces) if source_of(t) == name]
-        mine = figures([traces[i] for i in pick], [full[i] for i in pick], [cuts[i] for i in pick], grader)
-        theirs = figures([traces[i] for i in pick], [full[i] for i in pick], [static_cuts[i] for i in pick], grader)
-        sources[name] = {**mine, "static_saved_pct": theirs["saved_pct"], "static_agreement": theirs["agreement"]}
-    rules: dict[str, int] = {}
-    for c in cuts:
-        key = c.stop_rule or "(uncut)"
-        rules[key] = rules.get(key, 0) + 1
-    top = max(full, default=1)
-    curve = []
-    for k in range(1, CURVE_POINTS + 1):
-        b = round(top * (k / CURVE_POINTS) ** 2)
-        f = figures(traces, full, static(b), grader)
-        curve.append({"max_tokens": b, "saved_pct": f["saved_pct"], "agreement": f["agreement"], "em": f["em_policy"]})
-    report = {
-        "overall": overall,
-        "baselines": {
-            "static_budget": {
-                "max_tokens": budget,
-                "tokens": st["tokens_thinking_policy"],
-                "saved_pct": st["saved_pct"],
-                "agreement": st["agreement"],
-                "em": st["em_policy"],
-            }
-        },
-        "sources": sources,
-        "stop_rules": dict(sorted(rules.items())),
-        "static_curve": curve,
-    }
-    lines = [item_line(t, tok, c) for t, tok, c in zip(traces, tokens, cuts, strict=True)]
-    return report, lines
-
-
-def _pct(value: Any) -> str:
-    return "—" if value is None else f"{value:.1f}%"
-
-
-def _frac(value: Any) -> str:
-    return "—" if value is None else f"{value:.3f}"
-
-
-def markdown(report: Mapping[str, Any]) -> str:
-    ov, st = report["overall"], report["baselines"]["static_budget"]
-    lines = [
-        "# Thinking phase: tokens saved vs answers kept",
-        "",
-        f"{ov['items']} traces; static budget: one global thinking budget of {st['max_tokens']} tokens "
-        "with the same total thinking tokens.",
-        "",
-        "| | thinking tokens | saved | agreement | EM |",
-        "|---|---|---|---|---|",
-        f"| full thinking | {ov['tokens_thinking_full']} | 0.0% | 1.000 | {_frac(ov['em_full'])} |",
-        f"| policy | {ov['tokens_thinking_policy']} | {_pct(ov['saved_pct'])} | {_frac(ov['agreement'])} "
-        f"| {_frac(ov['em_policy'])} |",
-        f"| static budget ({st['max_tokens']}) | {st['tokens']} | {_pct(st['saved_pct'])} | {_frac(st['agreement'])} "
-        f"| {_frac(st['em'])} |",
-        "",
-        "## Per source",
-        "",
-        "| source | traces | thinking full | policy | saved | agreement | EM full | EM policy | static saved "
-        "| static agreement |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, s in report["sources"].items():
-        lines.append(
-            f"| {name} | {s['items']} | {s['tokens_thinking_full']} | {s['tokens_thinking_policy']} "
-            f"| {_pct(s['saved_pct'])} | {_frac(s['agreement'])} | {_frac(s['em_full'])} | {_frac(s['em_policy'])} "
-            f"| {_pct(s['static_saved_pct'])} | {_frac(s['static_agreement'])} |"
-        )
-    lines += ["", "Stop rules: " + ", ".join(f"{k} {v}" for k, v in report["stop_rules"].items())]
-    return "\n".join(lines) + "\n"
-
-
-def plot(report: Mapping[str, Any], path: Path) -> None:
-    """PNG: thinking tokens saved vs agreement; the policy (overall and per source) vs static budgets."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ov, st = report["overall"], report["baselines"]["static_budget"]
-    curve = report["static_curve"]
-    fig, ax = plt.subplots(figsize=(7, 4.8))
-    ax.plot([c["saved_pct"] for c in curve], [c["agreement"] for c in curve], "-", color="tab:red", alpha=0.5)
-    ax.scatter([0.0], [1.0], color="black", label="full thinking")
-    ax.scatter([st["saved_pct"]], [st["agreement"]], color="tab:red", marker="s", s=60,
-               label=f"static budget {st['max_tokens']} (equal tokens); line: other budgets")  # fmt: skip
-    ax.scatter([ov["saved_pct"]], [ov["agreement"]], color="tab:green", marker="*", s=160, label="policy")
-    for k, (name, s) in enumerate(report["sources"].items()):
-        ax.scatter([s["saved_pct"]], [s["agreement"]], color="tab:green", marker="v", s=40, alpha=0.6)
-        label = name.split("/")[-1].removeprefix("DeepSeek-R1-Distill-")[:24]
-        ax.annotate(label, (s["saved_pct"], s["agreement"]), fontsize=7, xytext=(4, -10 - 9 * k),
-                    textcoords="offset points", arrowprops={"arrowstyle": "-", "alpha": 0.3})  # fmt: skip
-    ax.set_xlabel("thinking tokens saved (%)")
-    ax.set_ylabel("agreement with the full trace's answer")
-    ax.set_xlim(-5, 100)
-    ax.set_ylim(-0.02, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    ax.set_title(f"thinking phase, {ov['items']} traces")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _write(path: Path, text: str) -> None:

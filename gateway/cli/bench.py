@@ -8,9 +8,6 @@ Each benchmark lives in ``gateway/bench/<name>.py`` and is registered here by on
   ``field(metadata={"help": ...})``);
 - ``SETTINGS``: the ``Settings`` fields offered as flags (``--model``, ``--data-dir``, ...);
 - ``run(options, settings) -> int``: the exit status.
-
-A module with ``add_arguments(parser)`` and ``run(args)`` instead is registered as it is (the
-older contract, kept while benchmarks move over).
 """
 
 from __future__ import annotations
@@ -47,13 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                 continue
             raise
         parser = inner.add_parser(name, help=help_text)
-        if hasattr(module, "Options"):
-            add_option_flags(parser, module.Options)
-            add_settings_flags(parser, only=getattr(module, "SETTINGS", ()))
-            parser.set_defaults(handler=_typed_handler(module))
-        else:
-            module.add_arguments(parser)
-            parser.set_defaults(handler=module.run)
+        add_option_flags(parser, module.Options)
+        add_settings_flags(parser, only=getattr(module, "SETTINGS", ()))
+        parser.set_defaults(handler=_typed_handler(module))
 
 
 def _typed_handler(module: ModuleType) -> Any:

@@ -34,7 +34,6 @@ package or module under ``gateway`` (a dotted entry overrides its package's laye
 
 KNOWN_PENDING: dict[tuple[str, str], str] = {
     # (importer, imported): why it is still here and whose change removes it
-    ("gateway.bench.reasoning", "gateway.cli.common"): "bench reasoning still takes argparse (reasoning)",
 }
 """Arrows that break the rules today, each owned by a change in progress; remove an entry with it."""
 

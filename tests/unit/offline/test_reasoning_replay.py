@@ -9,7 +9,6 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.bench.reasoning import markdown, measure, plot
 from gateway.errors import RequestError
 from gateway.offline.reasoning import (
     KeyGrader,
@@ -20,6 +19,7 @@ from gateway.offline.reasoning import (
     replay_trace,
     tokenize,
 )
+from gateway.offline.reasoning_report import markdown, measure, plot
 from gateway.policy.rules import AnswerConvergence
 from gateway.policy.schema import Policy
 from gateway.policy.thinking import ThinkingSpec
