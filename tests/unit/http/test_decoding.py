@@ -16,7 +16,7 @@ from gateway.http.admin_policies import _document, _rollback_target
 from gateway.http.classify import parse_classify_body
 from gateway.http.decoding import MAX_DEPTH, decode_as, decode_json
 from gateway.http.protocol import parse_chat_request
-from gateway.http.worker_api import _parse as parse_worker_request
+from gateway.http.worker_request import parse_worker_request
 from gateway.policy.loader import parse_policy
 
 DOMAINS = frozenset({"math", "code", "default"})

@@ -1,4 +1,4 @@
-"""The worker API's stream: OpenAI/vLLM chunk shapes (reasoning, logprobs, tool calls), and any failure
+"""The worker API's responses: OpenAI/vLLM chunk shapes (reasoning, logprobs, tool calls), and any failure
 after the first byte ends it with one error frame and [DONE]."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 
 from gateway.errors import WorkerError
-from gateway.http.worker_api import _parse, _Shape, _sse
+from gateway.http.worker_response import ResponseShape, sse_events
 from gateway.worker.protocol import TokenEvent, TopLogprob
 
 
@@ -30,8 +30,8 @@ class BreakingStream:
 
 async def frames(exc: Exception) -> tuple[list[str], BreakingStream]:
     stream = BreakingStream(exc)
-    shape = _Shape("cmpl-1", "m", chat=True, logprobs=False, token_ids=False)
-    out = [chunk.decode() async for chunk in _sse(stream, shape, include_usage=False)]
+    shape = ResponseShape("cmpl-1", "m", chat=True, logprobs=False, token_ids=False)
+    out = [chunk.decode() async for chunk in sse_events(stream, shape, include_usage=False)]
     return out, stream
 
 
@@ -66,8 +66,10 @@ class ListStream:
 
 
 async def chunks(events: list[TokenEvent], **shape: bool) -> list[dict]:
-    s = _Shape("c", "m", chat=True, logprobs=shape.get("logprobs", False), token_ids=shape.get("token_ids", False))
-    out = [f.decode() async for f in _sse(ListStream(events), s, include_usage=True)]
+    s = ResponseShape(
+        "c", "m", chat=True, logprobs=shape.get("logprobs", False), token_ids=shape.get("token_ids", False)
+    )
+    out = [f.decode() async for f in sse_events(ListStream(events), s, include_usage=True)]
     return [json.loads(f.removeprefix("data: ")) for f in out[:-1]]
 
 
@@ -98,27 +100,11 @@ async def test_top_logprobs_and_token_ids_in_logprobs_entries() -> None:
 async def test_tool_call_events_stream_as_tool_call_deltas_and_finish_tool_calls() -> None:
     """An event with tool_calls is a delta.tool_calls chunk; finish_reason tool_calls passes through."""
     call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-    s = _Shape("c", "m", chat=True, logprobs=False, token_ids=False)
+    s = ResponseShape("c", "m", chat=True, logprobs=False, token_ids=False)
     out = [
         f.decode()
-        async for f in _sse(ListStream([TokenEvent(0, 1, "", -0.1, tool_calls=(call,))], "tool_calls"), s, False)
+        async for f in sse_events(ListStream([TokenEvent(0, 1, "", -0.1, tool_calls=(call,))], "tool_calls"), s, False)
     ]
     frames_ = [json.loads(f.removeprefix("data: ")) for f in out[:-1]]
     assert frames_[1]["choices"][0]["delta"] == {"tool_calls": [call]}
     assert frames_[-1]["choices"][0]["finish_reason"] == "tool_calls"
-
-
-def test_request_fields_the_worker_does_not_read_go_to_extra() -> None:
-    """tools, penalties and unknown fields are handed on; enable_thinking sets the thinking mode."""
-    body = {
-        "model": "m",
-        "messages": [{"role": "user", "content": "hi"}],
-        "tools": [{"type": "function", "function": {"name": "f"}}],
-        "frequency_penalty": 0.5,
-        "chat_template_kwargs": {"enable_thinking": True},
-        "logprobs": True,
-        "top_logprobs": 3,
-    }
-    req, extra = _parse(json.dumps(body).encode())
-    assert set(extra) == {"tools", "frequency_penalty"}
-    assert req.thinking == "on" and req.alternatives(chat=True) == 3
