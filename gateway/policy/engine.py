@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from gateway.errors import RequestError
-from gateway.policy.evaluators import AFTER, BEFORE, Evaluator, ProbeEval, build_evaluator
+from gateway.policy.evaluators import build_evaluator
+from gateway.policy.evaluators.answers import ProbeEval
+from gateway.policy.evaluators.base import AFTER, BEFORE, Evaluator
 from gateway.policy.rules import AnswerPattern, LoadBudget, RuleSpec
 from gateway.policy.text import Step, TextTracker
 from gateway.worker.protocol import ProbeResult, TokenEvent

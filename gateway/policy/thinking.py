@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from gateway.policy.candidates import CandidateTracker
 from gateway.policy.engine import CONTINUE, ProbeRequest, StopDecision
-from gateway.policy.evaluators import ConvergenceEval, Evaluator, ProbeEval, build_evaluator
+from gateway.policy.evaluators import build_evaluator
+from gateway.policy.evaluators.answers import ConvergenceEval, ProbeEval
+from gateway.policy.evaluators.base import Evaluator
 from gateway.policy.rules import AnswerConvergence
 from gateway.policy.text import Step, TextTracker
 from gateway.policy.thinking_spec import EffortBudgets, ThinkingSpec
