@@ -18,7 +18,8 @@ from gateway.errors import NotReady, RequestError
 from gateway.http.decoding import decode_as, decode_json
 from gateway.http.guards import admin_guard
 from gateway.policy.records import PolicyVersion
-from gateway.policy.store import ActivePolicy, PolicyStore
+from gateway.policy.snapshot import ActivePolicy
+from gateway.policy.store import PolicyStore
 from gateway.services import Services
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})

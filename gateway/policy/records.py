@@ -145,3 +145,12 @@ def _version(domain: str, e: Mapping[str, Any]) -> PolicyVersion:
     return PolicyVersion(
         domain, int(e["version"]), e["hash"], float(e["ts"]), e["source"], json.loads(e["document"]), evidence
     )
+
+
+def changed_domain(data: Any) -> str | None:
+    """The domain a message on the changes channel names (None for anything else)."""
+    try:
+        found = json.loads(data).get("domain")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None

@@ -1,80 +1,46 @@
 """The policy store: versioned documents in Redis, an immutable in-process snapshot on every replica.
 
 Redis is the source of truth (``gateway.policy.records``: versioned documents, history and a pub/sub
-channel, written atomically). ``PolicyStore`` keeps a snapshot ``{domain: ActivePolicy}`` that is
-replaced, never mutated, so ``get`` is a dict lookup and a request keeps the object it started
-with. A background task listens for invalidations and resyncs in full on every (re)connect and
-every few seconds, because pub/sub messages can be missed. With Redis down the snapshot stays
-(last-known-good, or the files if Redis was never reached), the store reports ``degraded`` and
-writes raise ``StoreUnavailable``.
+channel, written atomically). ``PolicyStore`` keeps a snapshot ``{domain: ActivePolicy}``
+(``gateway.policy.snapshot``) that is replaced, never mutated, so ``get`` is a dict lookup and a
+request keeps the object it started with. A background task listens for invalidations and resyncs
+in full on every (re)connect and every few seconds, because pub/sub messages can be missed. With
+Redis down the snapshot stays (last-known-good, or the files if Redis was never reached), the store
+reports ``degraded`` and writes raise ``StoreUnavailable``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 
-from gateway.errors import ConfigError, DefinitionError, StoreUnavailable, UnknownDomain
+from gateway.errors import DefinitionError, StoreUnavailable, UnknownDomain
 from gateway.policy.drift import Drift, find_drift
 from gateway.policy.loader import load_policies_dir, parse_policy
-from gateway.policy.records import DEFAULT_PREFIX, PolicyRecords, PolicyVersion, connect, pick_version, redact
+from gateway.policy.records import (
+    DEFAULT_PREFIX,
+    PolicyRecords,
+    PolicyVersion,
+    changed_domain,
+    connect,
+    pick_version,
+    redact,
+)
 from gateway.policy.schema import DEFAULT_DOMAIN, Policy
+from gateway.policy.snapshot import ActivePolicy as ActivePolicy  # re-exported: serving.ports imports it here
+from gateway.policy.snapshot import PolicySnapshot
 from gateway.redis import REDIS_ERRORS
 
 log = structlog.get_logger(__name__)
 
 _REDIS_DOWN = REDIS_ERRORS
-
-
-@dataclass(frozen=True, slots=True)
-class ActivePolicy:
-    """The policy in force for a domain: the value a request pins for its whole life."""
-
-    policy: Policy
-    version: int
-    hash: str
-    source: str  # "redis" or "files"
-
-    @property
-    def domain(self) -> str:
-        return self.policy.domain
-
-    def document(self) -> dict[str, Any]:
-        return self.policy.to_document()
-
-
-class PolicySnapshot:
-    """An immutable ``domain -> ActivePolicy`` map; ``get`` falls back to the default policy."""
-
-    __slots__ = ("_by_domain",)
-
-    def __init__(self, by_domain: Mapping[str, ActivePolicy]) -> None:
-        self._by_domain = dict(by_domain)
-
-    def get(self, domain: str) -> ActivePolicy:
-        found = self._by_domain.get(domain) or self._by_domain.get(DEFAULT_DOMAIN)
-        if found is None:
-            raise ConfigError(f"no policy for domain {domain!r} and no {DEFAULT_DOMAIN!r} policy")
-        return found
-
-    def own(self, domain: str) -> ActivePolicy | None:
-        """The domain's own policy, without the default fallback."""
-        return self._by_domain.get(domain)
-
-    def items(self) -> Iterator[tuple[str, ActivePolicy]]:
-        return iter(sorted(self._by_domain.items()))
-
-    def replaced(self, updates: Mapping[str, ActivePolicy]) -> PolicySnapshot:
-        return PolicySnapshot({**self._by_domain, **updates})
 
 
 class PolicyStore:
@@ -309,7 +275,7 @@ class PolicyStore:
         while not self._closing:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if message is not None and message.get("type") == "message":
-                domain = _changed_domain(message.get("data"))
+                domain = changed_domain(message.get("data"))
                 if domain in self.known_domains:
                     async with self._lock:
                         found = await self._records_or_fail().read(domain)
@@ -357,11 +323,3 @@ class PolicyStore:
         if updates:
             self._snapshot = self._snapshot.replaced(updates)
             log.info("policy.snapshot", versions={d: a.version for d, a in updates.items()})
-
-
-def _changed_domain(data: Any) -> str | None:
-    try:
-        found = json.loads(data).get("domain")
-    except (TypeError, ValueError, AttributeError):
-        return None
-    return found if isinstance(found, str) else None
