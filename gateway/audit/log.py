@@ -2,11 +2,10 @@
 
 ``submit`` only puts the record on a bounded in-memory queue (or, when that is full, parks it in the
 on-disk spill): it never blocks, never raises, and costs a few microseconds, so the token hot path
-never waits for I/O. One background task encodes records, seals each into this writer's hash chain
-(``gateway.audit.chain``), appends them to the JSON lines file and adds the same lines to the Redis
-Stream. While Redis is unreachable, lines owed to the stream go to the spill, in order; once a ping
-succeeds the spill is replayed (the stream deduplicates by request_id, so replays never duplicate).
-Spill segments outlive the process: the next ``AuditLog`` on the same ``spill_dir`` delivers them.
+never waits for I/O. One background task takes batches off the queue, encodes them and hands them
+to ``gateway.audit.delivery`` (hash chain, JSON lines file, Redis Stream; spill and replay while
+Redis is unreachable). Spill segments outlive the process: the next ``AuditLog`` on the same
+``spill_dir`` delivers them.
 """
 
 from __future__ import annotations
@@ -14,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from pathlib import Path
 
 import structlog
 
 from gateway.audit.chain import Chain
+from gateway.audit.delivery import Delivery
 from gateway.audit.filters import AuditFilter, QueryResult
 from gateway.audit.query import query_file
 from gateway.audit.record import AuditRecord, encode_record
@@ -27,11 +26,9 @@ from gateway.audit.sinks import Item, JsonLinesSink
 from gateway.audit.spill import Spill
 from gateway.audit.stream import DEFAULT_STREAM_KEY, RedisStreamSink
 from gateway.errors import ConfigError
-from gateway.redis import REDIS_ERRORS, describe_error
+from gateway.redis import REDIS_ERRORS
 
 log = structlog.get_logger("stopgate.audit")
-
-SCAN_INTERVAL_S = 30.0  # how often to look for spill segments that ended processes left behind
 
 
 class AuditLog:
@@ -62,25 +59,35 @@ class AuditLog:
                 redis_url, key=stream_key, maxlen=stream_maxlen, dedup_ttl_s=dedup_ttl_s, timeout_s=redis_timeout_s
             )
         self._spill = Spill(Path(spill_dir))
-        self._retry_interval_s = retry_interval_s
+        self._delivery = Delivery(
+            self._jsonl,
+            self._chain,
+            self._stream,
+            self._spill,
+            retry_interval_s=retry_interval_s,
+            batch_size=batch_size,
+        )
         self._batch_size = batch_size
-        self._redis_error: str | None = None
-        self._next_retry = 0.0
-        self._next_scan = 0.0
-        self._stalled = False  # the last replay round could not make progress
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False
-        # Counters (for /metrics): delivered to every sink / already in the stream when replayed.
-        self.written = 0
-        self.duplicates = 0
         self._unencodable = 0
 
     @property
     def writer_id(self) -> str:
         return self._chain.writer
+
+    @property
+    def written(self) -> int:
+        """Records delivered to every sink (for /metrics)."""
+        return self._delivery.written
+
+    @property
+    def duplicates(self) -> int:
+        """Records the stream already held when they were replayed."""
+        return self._delivery.duplicates
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -94,11 +101,7 @@ class AuditLog:
             self._spill.open()
         except OSError as exc:
             raise ConfigError(f"cannot open the audit log {self.jsonl_path} or spill dir: {exc}") from exc
-        if self._stream is not None:
-            try:
-                await self._stream.ping()
-            except REDIS_ERRORS as exc:
-                self._mark_down(exc)
+        await self._delivery.ping()
         self._task = self._loop.create_task(self._run(), name="stopgate-audit-writer")
 
     async def close(self, timeout_s: float = 30.0) -> None:
@@ -207,8 +210,8 @@ class AuditLog:
             return "audit log not started"
         if self._task.done() and not self._closing:
             return "audit writer stopped"
-        if self._redis_error is not None:
-            return f"redis unreachable for the audit stream ({self._redis_error}); records spilled to disk"
+        if self._delivery.redis_error is not None:
+            return f"redis unreachable for the audit stream ({self._delivery.redis_error}); records spilled to disk"
         backlog = self._spill.count("stream")
         if backlog:
             return f"{backlog} audit records waiting on disk for the Redis stream"
@@ -228,7 +231,7 @@ class AuditLog:
 
     async def query(self, flt: AuditFilter) -> QueryResult:
         """Records matching ``flt`` from the Redis Stream; from the JSON lines file without Redis."""
-        if self._stream is not None and self._redis_error is None:
+        if self._stream is not None and self._delivery.redis_error is None:
             with contextlib.suppress(*REDIS_ERRORS):
                 return await self._stream.query(flt)
         return await asyncio.to_thread(query_file, self.jsonl_path, flt)
@@ -243,10 +246,10 @@ class AuditLog:
                 batch = await self._take_batch()
                 if batch:
                     items = self._encode(batch)
-                    batch = []  # from here on _deliver owns them (it spills them if cancelled)
-                    await self._deliver(items)
+                    batch = []  # from here on deliver() owns them (it spills them if cancelled)
+                    await self._delivery.deliver(items)
                     items = []
-                await self._housekeeping()
+                await self._delivery.housekeeping(self._queue_has_room)
                 if self._closing and self._queue.empty():
                     return
             except asyncio.CancelledError:
@@ -276,79 +279,8 @@ class AuditLog:
 
     def _wait_timeout(self) -> float | None:
         """How long the idle writer may sleep before housekeeping is due."""
-        if self._closing:
-            return 0
-        now = time.monotonic()
-        due = self._next_scan
-        if self._stream is not None and self._redis_error is not None:
-            due = min(due, self._next_retry)
-        elif self._spill.total:
-            due = min(due, now + self._retry_interval_s) if self._stalled else now
-        return max(0.0, due - now)
+        return 0 if self._closing else self._delivery.wait_timeout()
 
-    async def _deliver(self, items: list[Item]) -> bool:
-        """Seal the items into the chain, append them to the file, then add them to the stream."""
-        sealed = [(request_id, self._chain.seal(line)) for request_id, line in items]
-        try:
-            self._jsonl.write(sealed)
-        except OSError:
-            log.exception("audit_jsonl_write_failed", path=str(self.jsonl_path), records=len(sealed))
-        if self._stream is None:
-            self.written += len(sealed)
-            return True
-        if self._redis_error is not None or self._spill.count("stream"):
-            self._spill.park("stream", sealed)  # behind the backlog: replayed in order
-            return True
-        try:
-            added = await self._stream.add_many(sealed)
-        except REDIS_ERRORS as exc:
-            self._mark_down(exc)
-            self._spill.park("stream", sealed)
-            return True
-        except asyncio.CancelledError:
-            self._spill.park("stream", sealed)  # maybe added already: the replay deduplicates
-            raise
-        self.written += len(sealed)
-        self.duplicates += len(sealed) - added
-        return True
-
-    async def _housekeeping(self) -> None:
-        now = time.monotonic()
-        scan = now >= self._next_scan
-        if scan:
-            self._next_scan = now + SCAN_INTERVAL_S
-        if self._stream is not None and self._redis_error is not None and now >= self._next_retry:
-            try:
-                await self._stream.ping()
-            except REDIS_ERRORS as exc:
-                self._mark_down(exc)
-            else:
-                self._redis_error = None
-                log.info("audit_redis_reconnected", backlog=self._spill.count("stream"))
-        progressed = True
-        if self._stream is not None and self._redis_error is None and (scan or self._spill.count("stream")):
-            progressed = await self._spill.drain("stream", self._replay_to_stream)
-        if (scan or self._spill.count("pending")) and self._queue.qsize() < self._queue.maxsize // 2:
-            progressed = await self._spill.drain("pending", self._deliver) and progressed
-        self._stalled = not progressed
-
-    async def _replay_to_stream(self, items: list[Item]) -> bool:
-        """Lines already in the file (sealed), owed to the stream; False when Redis is down again."""
-        if self._stream is None or self._redis_error is not None:
-            return False
-        for start in range(0, len(items), self._batch_size):
-            chunk = items[start : start + self._batch_size]
-            try:
-                added = await self._stream.add_many(chunk)
-            except REDIS_ERRORS as exc:
-                self._mark_down(exc)
-                return False
-            self.written += len(chunk)
-            self.duplicates += len(chunk) - added
-        return True
-
-    def _mark_down(self, exc: BaseException) -> None:
-        if self._redis_error is None:
-            log.warning("audit_redis_unreachable", error=describe_error(exc))
-        self._redis_error = describe_error(exc)
-        self._next_retry = time.monotonic() + self._retry_interval_s
+    def _queue_has_room(self) -> bool:
+        """Pending spill is delivered only while the queue is under half full (live records first)."""
+        return self._queue.qsize() < self._queue.maxsize // 2
