@@ -29,7 +29,8 @@ from typing import Any, Protocol
 import msgspec
 
 from gateway.errors import RequestError
-from gateway.policy.candidates import CandidateTracker, answer_key
+from gateway.policy.answer_keys import answer_key
+from gateway.policy.candidates import CandidateTracker
 from gateway.policy.thinking import ThinkingEngine, ThinkingSpec
 from gateway.worker.protocol import TokenEvent
 

@@ -12,12 +12,13 @@ statement, the candidates it states with their kind and position:
 - ``conclusion``: a statement that ends on "= X" or "is X" after "so / therefore / thus / hence"
   (mostly intermediate arithmetic: rules should not trust these alone).
 
-With the question, the values it states itself are ``given``: restating them is no evidence.
+With the question, the values it states itself are ``given``: restating them is no evidence
+(``gateway.policy.questions``).
 
 ``hedged`` marks a statement that doubts itself ("wait", "but", "let me check" ...), and the tracker
 counts hesitations since the last candidate. Everything is incremental, bounded per statement,
-and pure (no I/O, no clock). ``answer_key`` is the comparable form of a candidate (LaTeX
-presentation removed, numbers compared by value) used to decide whether two statements agree.
+and pure (no I/O, no clock). A candidate's ``key`` (``gateway.policy.answer_keys``: LaTeX
+presentation removed, numbers compared by value) decides whether two statements agree.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import re
 from typing import Literal
 
 import msgspec
+
+from gateway.policy.answer_keys import UNITS, answer_key, plain_spelling
+from gateway.policy.questions import RELATION, question_targets, question_values
 
 Kind = Literal["boxed", "answer", "target", "conclusion"]
 KIND_RANK: dict[str, int] = {"conclusion": 0, "target": 1, "answer": 2, "boxed": 3}
@@ -59,6 +63,12 @@ _HESITATION = re.compile(
 _WORD = re.compile(r"[A-Za-z]{3,}")
 _LATEX_WORD = re.compile(r"\\[A-Za-z]+")
 _TRIM = " \t\n$*.,;:!?\"'`"
+# "try a = 1", "at x = 2", "if c = 0": a value being tried, not found.
+_TRIAL = re.compile(
+    r"\b(?:try|trying|test|testing|check|checking|at|when|for|if|let|suppose|assume|consider|plug|plugging|"
+    r"with|say|take|set|setting|whether|maybe|perhaps|where)\s*(?:\\\(|\$)?\s*$",
+    re.IGNORECASE,
+)
 
 
 class Candidate(msgspec.Struct, frozen=True):
@@ -71,57 +81,6 @@ class Candidate(msgspec.Struct, frozen=True):
     start: int
     end: int
     hedged: bool = False  # stated as a guess ("would be", "likely", "?"): a candidate, but no evidence
-
-
-_UNICODE = {"π": "\\pi", "√": "\\sqrt", "×": "\\times", "·": "\\cdot", "∞": "\\infty", "−": "-", "÷": "/"}
-_UNITS = re.compile(
-    r"(?:\s*(?:\\(?:text|mbox|mathrm)\s*\{\s*)?\b(?:degrees?|inches|inch|units?|cm|meters?|feet|ft|miles?|"
-    r"dollars?|cents?|hours?|minutes?|seconds?|days?|years?|square|cubic|sq)\b\}?)+\s*$",
-    re.IGNORECASE,
-)
-_PAREN_NUMBER = re.compile(r"\((-?\d+(?:\.\d+)?)\)")
-_SQRT_PAREN = re.compile(r"\\?sqrt\s*\(([^()]*)\)")
-
-
-def answer_key(text: str, *, lenient: bool = True) -> str:
-    """The comparable form of an answer: "\\dfrac{1}{2}", "0.5" and "$1/2$" give the same key, so do
-    "√51", "sqrt(51)" and "\\sqrt{51}", or "90 degrees" and "90^\\circ". ``lenient=False`` keeps
-    to LaTeX presentation only (no unicode, units or plain-text spellings), as MATH-style graders do."""
-    s = text
-    if lenient:
-        s = "".join(_UNICODE.get(c, c) for c in s)
-        s = _UNITS.sub("", s)
-        s = _SQRT_PAREN.sub(r"\\sqrt{\1}", s)
-    s = re.sub(r"\\sqrt\s*(\d+|[A-Za-z])", r"\\sqrt{\1}", s)
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = re.sub(r"\\(?:text|textbf|mathrm|mathbf|mbox)\s*\{([^{}]*)\}", r"\1", s)
-    s = re.sub(r"\\(?:left|right)(?![A-Za-z])|\\[,;:! ]|\$|\\%|%|\^\s*\{?\\circ\}?|°", "", s)
-    s = re.sub(r"\s+", "", s).rstrip(".")
-    if re.match(r"^[A-Za-z](?:_\w)?=.", s) and s.count("=") == 1:
-        s = s.split("=", 1)[1]
-    if s.startswith("{") and s.endswith("}"):
-        s = s[1:-1]
-    value = _number(s if not lenient else _PAREN_NUMBER.sub(r"\1", s))
-    return repr(value) if value is not None else s
-
-
-def plain_spelling(text: str) -> bool:
-    """ASCII/LaTeX spelling (graders read ``\\sqrt{51}``, not ``√51`` nor ``(-1)/49``)."""
-    return text.isascii() and "sqrt(" not in text and _PAREN_NUMBER.search(text) is None
-
-
-def _number(s: str) -> float | None:
-    m = re.fullmatch(r"([+-]?)\\frac\{(\d+(?:\.\d+)?)\}\{(\d+(?:\.\d+)?)\}", s) or re.fullmatch(
-        r"([+-]?)(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)", s
-    )
-    if m:
-        den = float(m.group(3))
-        return None if den == 0 else (-1 if m.group(1) == "-" else 1) * float(m.group(2)) / den
-    if re.fullmatch(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
-        s = s.replace(",", "")
-    if re.fullmatch(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", s):
-        return float(s) + 0.0  # -0.0 -> 0.0
-    return None
 
 
 _VARIABLE = re.compile(r"[A-Za-hj-z]")  # letters other than the imaginary unit i
@@ -139,12 +98,12 @@ def _clean(raw: str, offset: int, kind: Kind) -> tuple[str, int, bool] | None:
     text = text.strip(_TRIM)
     for opener, closer in (("\\(", "\\)"), ("\\[", "\\]")):
         text = text.removeprefix(opener).removesuffix(closer).strip(_TRIM)
-    text = _UNITS.sub("", text).strip(_TRIM)
+    text = UNITS.sub("", text).strip(_TRIM)
     if not text or len(text) > MAX_ANSWER_CHARS or text.count("{") != text.count("}"):
         return None
     bare = _LATEX_WORD.sub("", text)
     words = _WORD.findall(bare)
-    if kind == "conclusion" and (_VARIABLE.search(bare) or not _MATHY.search(text) or _RELATION.search(text)):
+    if kind == "conclusion" and (_VARIABLE.search(bare) or not _MATHY.search(text) or RELATION.search(text)):
         return None
     if len(words) > 1 or (words and not _MATHY.search(text) and not words[0][0].isupper()):
         return None  # prose is not an answer; one name ("Evelyn") is
@@ -296,51 +255,6 @@ class CandidateTracker:
 def _candidate(got: tuple[str, int, bool], kind: Kind, asked: bool) -> Candidate:
     text, start, opened = got
     return Candidate(text, answer_key(text), kind, start, start + len(text), hedged=opened or asked)
-
-
-# Numbers the question states; not exponents ("x^3"), indices ("a_1") or digits inside names ("p2").
-_QUESTION_VALUE = re.compile(r"\\d?frac\s*\{[^{}]*\}\s*\{[^{}]*\}|(?<![\^_\w.{])\d+(?:\.\d+)?(?![\w])")
-
-
-def question_values(question: str | None) -> frozenset[str]:
-    """Keys of the numbers a question states: restating them is no sign of having found the answer."""
-    if not question:
-        return frozenset()
-    return frozenset(answer_key(m.group()) for m in _QUESTION_VALUE.finditer(question[:20_000]))
-
-
-_ASKS = re.compile(r"\b(?:find|what|compute|evaluate|determine|calculate|simplify|solve|how)\b", re.IGNORECASE)
-# "try a = 1", "at x = 2", "if c = 0": a value being tried, not found.
-_TRIAL = re.compile(
-    r"\b(?:try|trying|test|testing|check|checking|at|when|for|if|let|suppose|assume|consider|plug|plugging|"
-    r"with|say|take|set|setting|whether|maybe|perhaps|where)\s*(?:\\\(|\$)?\s*$",
-    re.IGNORECASE,
-)
-_LAST_SENTENCE = re.compile(r"[.?!]\s|\n")
-_RELATION = re.compile(r"[=<>]|\\(?:le|ge|leq|geq|neq|in)\b")
-_MATH_SPAN = re.compile(r"\$([^$]{1,40})\$|\\\((.{1,40}?)\\\)")
-_ASY = re.compile(r"\[asy\].*?(?:\[/asy\]|$)", re.DOTALL)
-
-
-def question_targets(question: str | None) -> re.Pattern[str] | None:
-    """What the question asks for, as a pattern of its subject being given a value: the math spans
-    of its asking sentences ("Find $p(8).$" -> ``p(8)``, "the smallest possible value of $a$" ->
-    ``a``), each followed by ``=`` (or ``is`` for names longer than a letter)."""
-    if not question:
-        return None
-    text = _ASY.sub(" ", question[:20_000])
-    alternatives: list[str] = []
-    for m in _MATH_SPAN.finditer(text):
-        before = _LAST_SENTENCE.split(text[max(0, m.start() - 160) : m.start()])[-1]
-        span = re.sub(r"\s+", "", m.group(1) or m.group(2) or "").strip(".,;:?")
-        if not _ASKS.search(before) or not span or len(span) > 30 or _RELATION.search(span):
-            continue
-        if _number(span) is not None:
-            continue
-        body = r"\s*".join(re.escape(c) for c in span)
-        verb = r"(?:=|\bis\b|\bequals\b)" if len(span) > 1 else "="
-        alternatives.append(rf"(?<![A-Za-z0-9\\]){body}(?![A-Za-z0-9(_^])\s*(?:\\\)|\$)?\s*{verb}")
-    return re.compile("|".join(alternatives)) if alternatives else None
 
 
 def _quote_rank(c: Candidate) -> tuple[bool, int]:

@@ -5,14 +5,8 @@ from __future__ import annotations
 
 import re
 
-from gateway.policy.candidates import (
-    KIND_RANK,
-    Candidate,
-    CandidateTracker,
-    answer_key,
-    pending_hesitation,
-    plain_spelling,
-)
+from gateway.policy.answer_keys import answer_key, plain_spelling
+from gateway.policy.candidates import KIND_RANK, Candidate, CandidateTracker, pending_hesitation
 from gateway.policy.evaluators.base import AFTER, Evaluator
 from gateway.policy.rules import AnswerConvergence, Probe
 from gateway.policy.text import Step, TextTracker
