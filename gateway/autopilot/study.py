@@ -157,7 +157,7 @@ def with_autopilot(policy: Policy, target: float, min_samples: int, quality: Qua
 
 def loosened(policy: Policy) -> Policy:
     """``policy`` with every count limit (sentences, paragraphs, code blocks) at its grid's loosest value."""
-    from gateway.offline.calibrate import GRIDS
+    from gateway.offline.tuning import GRIDS
 
     rules = []
     for rule in policy.rules:

@@ -1,6 +1,6 @@
 """Autopilot's decisions for one domain: accept a cheaper version, roll back, or keep.
 
-Pure apart from the search itself (``gateway.offline.calibrate.tune``, exact replay of the pure
+Pure apart from the search itself (``gateway.offline.tuning.tune``, exact replay of the pure
 engine over the stored samples, no model): no I/O, no clock (``now`` is passed in), no logging.
 
 The order of the checks in ``decide``:
@@ -27,9 +27,9 @@ from typing import Any, Literal
 import msgspec
 
 from gateway.autopilot.samples import Sample
-from gateway.offline.calibrate import Grade, Recorded, Score, SearchOptions, tune
 from gateway.offline.generations import Generation
 from gateway.offline.replay import PolicyOutput, replay_all
+from gateway.offline.tuning import Grade, Recorded, Score, SearchOptions, tune
 from gateway.policy.quality import Embed, QualitySpec, agrees, wilson_lower
 from gateway.policy.schema import Policy
 

@@ -2,7 +2,8 @@
 
 Prints the figures before and after and the YAML diff; ``--write`` saves the tuned policy over
 ``<policies_dir>/<D>.yaml`` (version bumped). Full generations come from the same cache as
-``stopgate bench tradeoff``. See ``gateway.offline.calibrate`` for the search and the constraints.
+``stopgate bench tradeoff``. See ``gateway.offline.tuning`` for the search and
+``gateway.offline.calibrate`` for the constraints.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from gateway.cli.common import add_settings_flags, settings_from_args
 from gateway.errors import RequestError
 
 if TYPE_CHECKING:
-    from gateway.offline.calibrate import Score
+    from gateway.offline.tuning import Score
 
 
 def register(subparsers: Any) -> None:
@@ -48,8 +49,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gateway.cli.policies import known_domains
-    from gateway.offline.calibrate import Bounds, CalibrateOptions, SearchOptions, calibrate_domain
+    from gateway.offline.calibrate import Bounds, CalibrateOptions, calibrate_domain
     from gateway.offline.policy_file import diff
+    from gateway.offline.tuning import SearchOptions
 
     if not 0.0 <= args.min_agreement <= 1.0:
         raise RequestError("--min-agreement must be within 0..1", param="min-agreement")
