@@ -119,3 +119,12 @@ def test_summary_uses_sampled_full_generations_when_present(make_record):
     assert math.saved_sampled_pct == 50.0
     assert math.saved_method == "sampled" and math.saved_estimate == 200  # mean 50 saved x 4 requests
     assert math.agreement == 0.5
+
+
+def test_percentile_picks_observed_values() -> None:
+    """p50 and p99 pick observed values; no values give None."""
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([], 50) is None
