@@ -6,9 +6,9 @@ ONE forward pass for all rows, sample one token per row, hand the events to thei
 Requests join and leave between steps, so a cancelled request stops using compute within one
 decode step and a new one waits at most one step.
 
-Rows are left-padded to a common length; the 2-D attention mask hides the padding (and the
-tokens a rewind took back) and explicit ``position_ids`` keep every row's positions as if it ran
-alone, so greedy output matches a request decoded on its own. Appended tokens are fed one per
+Rows are left-padded to a common length (``gateway.worker.batch``); the 2-D attention mask hides
+the padding (and the tokens a rewind took back) and explicit ``position_ids`` keep every row's
+positions as if it ran alone, so greedy output matches a request decoded on its own. Appended tokens are fed one per
 step like sampled ones (``gateway.worker.sequence``), so that holds for them too.
 """
 
@@ -21,12 +21,11 @@ from dataclasses import dataclass
 
 import structlog
 import torch
-from transformers import DynamicCache
 
 from gateway.errors import WorkerError
+from gateway.worker.batch import Batch
 from gateway.worker.cores import current_threads, pin_threads
 from gateway.worker.detokenize import TokenTexts
-from gateway.worker.kv_cache import layers, new_cache
 from gateway.worker.model import LoadedModel
 from gateway.worker.sampling import sample
 from gateway.worker.sequence import Deliver, Item, Out, Sampled, Sequence
@@ -51,11 +50,7 @@ class BatchScheduler:
         self._thread: threading.Thread | None = None
         tokenizer = getattr(loaded, "tokenizer", None)
         self._token_text = TokenTexts(tokenizer) if tokenizer is not None else str
-        # Batch state, touched only by the decode thread.
-        self._rows: list[Sequence] = []
-        self._cache: DynamicCache | None = None
-        # Row i attends where _mask[i] is 1; its next position is the number of 1s (its length).
-        self._mask = torch.zeros((0, 0), dtype=torch.long, device=loaded.device)
+        self._batch = Batch(loaded)  # touched only by the decode thread
 
     # -- called from any thread -------------------------------------------------------------
 
@@ -65,7 +60,7 @@ class BatchScheduler:
 
     @property
     def active(self) -> int:
-        return len(self._rows)
+        return len(self._batch.rows)
 
     def start(self) -> None:
         caller_default = current_threads()
@@ -110,7 +105,7 @@ class BatchScheduler:
         with torch.inference_mode():
             while True:
                 with self._wake:
-                    while not (self._stopping or self._pending or self._rows or self._injections):
+                    while not (self._stopping or self._pending or self._batch.rows or self._injections):
                         self._wake.wait()
                     if self._stopping:
                         break
@@ -139,7 +134,7 @@ class BatchScheduler:
             todo = list(self._injections)
             self._injections.clear()
         for seq, events, ids in todo:
-            row = next((i for i, r in enumerate(self._rows) if r is seq), None)
+            row = self._batch.row_of(seq)
             waiting = row is None and any(p is seq for p in self._pending)
             resumable = row is None and not waiting and seq.finish_reason in ("stop", "length")
             if seq.cancelled or not ids or not (row is not None or waiting or resumable):
@@ -150,9 +145,7 @@ class BatchScheduler:
                 continue
             drop = seq.rewind(events, ids)
             if row is not None and drop:
-                # The taken-back tokens are the row's newest `drop` attended columns: hide them.
-                cols = self._mask[row].nonzero()[:, 0]
-                self._mask[row, cols[-drop:]] = 0
+                self._batch.hide_newest(row, drop)  # the taken-back tokens
             if len(seq.tail) >= seq.params.max_tokens:
                 seq.ended = False  # a new epoch: the stream needs its end again
                 seq.finish("length", out)  # a row leaves the batch at the next step
@@ -162,7 +155,7 @@ class BatchScheduler:
 
     def _admit(self, out: Out) -> None:
         # 1. admit waiting requests while there is room: prefill alone, sample the next token, splice in.
-        while self._pending and len(self._rows) < self.max_batch:
+        while self._pending and len(self._batch.rows) < self.max_batch:
             seq = self._pending.popleft()
             if seq.ended:
                 continue
@@ -170,7 +163,7 @@ class BatchScheduler:
                 seq.finish("cancelled", out)
                 continue
             try:
-                cache, logits = self._prefill([*seq.prompt_ids, *seq.tail])
+                cache, logits = self._batch.prefill([*seq.prompt_ids, *seq.tail])
                 seq.in_kv = len(seq.tail)
                 (sampled,) = sample(logits, [seq], self._token_text)
             except Exception as exc:  # this request alone fails; it is in neither queue nor batch now
@@ -180,84 +173,24 @@ class BatchScheduler:
                 out.append((seq, seq.error, seq.epoch))
                 continue
             if not self._advance(seq, sampled, out):
-                self._splice(seq, cache)
+                self._batch.splice(seq, cache)
 
     def _decode_step(self, out: Out) -> None:
         # 2. drop rows whose client went away, whose policy stopped them or that ended meanwhile.
-        self._keep([i for i, seq in enumerate(self._rows) if not (seq.cancelled or seq.ended)], out)
-        if not self._rows:
+        batch = self._batch
+        batch.keep([i for i, seq in enumerate(batch.rows) if not (seq.cancelled or seq.ended)], out)
+        if not batch.rows:
             return
         # 3. one forward pass for the whole batch: each row's next id in (sampled or appended),
         #    a new token out for the rows that have nothing more to feed.
-        rows = [i for i, seq in enumerate(self._rows) if not seq.feeding]
-        logits = self._decode()
-        seqs = [self._rows[i] for i in rows]
-        sampled = sample(logits if len(rows) == len(self._rows) else logits[rows], seqs, self._token_text)
+        rows = [i for i, seq in enumerate(batch.rows) if not seq.feeding]
+        logits = batch.decode()
+        seqs = [batch.rows[i] for i in rows]
+        sampled = sample(logits if len(rows) == len(batch.rows) else logits[rows], seqs, self._token_text)
         finished = {i for i, seq, s in zip(rows, seqs, sampled, strict=True) if self._advance(seq, s, out)}
         # 4. rows that hit EOS or their budget leave the batch.
         if finished:
-            self._keep([i for i in range(len(self._rows)) if i not in finished], out)
-
-    def _prefill(self, ids: list[int]) -> tuple[DynamicCache, torch.Tensor]:
-        tensor = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
-        cache = new_cache(self.loaded.model.config)
-        result = self.loaded.model(input_ids=tensor, cache=cache, use_cache=True, logits_to_keep=1)
-        return cache, result.logits[:, -1, :]
-
-    def _decode(self) -> torch.Tensor:
-        ids = [seq.tail[seq.in_kv] for seq in self._rows]
-        for seq in self._rows:
-            seq.in_kv += 1
-        positions = self._mask.sum(dim=1, keepdim=True)  # before this step's column: each row's length
-        self._mask = torch.nn.functional.pad(self._mask, (0, 1), value=1)
-        result = self.loaded.model(
-            input_ids=torch.tensor(ids, dtype=torch.long, device=self.loaded.device)[:, None],
-            attention_mask=self._mask,
-            position_ids=positions,
-            cache=self._cache,
-            use_cache=True,
-        )
-        return result.logits[:, -1, :]
-
-    def _splice(self, seq: Sequence, cache: DynamicCache) -> None:
-        """Append a prefilled sequence as a new row, left-padding whichever side is shorter."""
-        length = len(seq.prompt_ids) + seq.in_kv
-        if self._cache is None or not self._rows:
-            self._cache = cache
-            self._rows = [seq]
-            self._mask = torch.ones((1, length), dtype=torch.long, device=self.loaded.device)
-            return
-        width = self._mask.shape[1]
-        total = max(width, length)
-        for mine, theirs in zip(layers(self._cache), layers(cache), strict=True):
-            mine.splice(theirs, total)
-        new_mask = torch.zeros((1, total), dtype=torch.long, device=self.loaded.device)
-        new_mask[:, total - length :] = 1
-        old_mask = torch.nn.functional.pad(self._mask, (total - width, 0))
-        self._mask = torch.cat([old_mask, new_mask], dim=0)
-        self._rows.append(seq)
-
-    def _keep(self, keep: list[int], out: Out) -> None:
-        """Shrink the batch to the rows in ``keep``; trim padding columns no row needs any more."""
-        if len(keep) == len(self._rows):
-            return
-        for i, seq in enumerate(self._rows):
-            if i not in keep:
-                seq.finish("cancelled", out)
-        if not keep:
-            self._rows, self._cache = [], None
-            return
-        index = torch.tensor(keep, dtype=torch.long, device=self.loaded.device)
-        assert self._cache is not None
-        self._cache.batch_select_indices(index)
-        self._rows = [self._rows[i] for i in keep]
-        self._mask = self._mask[index]
-        used = self._mask.any(dim=0).nonzero()
-        first = int(used[0]) if used.numel() else 0
-        if first > 0:
-            self._mask = self._mask[:, first:]
-            for layer in layers(self._cache):
-                layer.trim_front(first)
+            batch.keep([i for i in range(len(batch.rows)) if i not in finished], out)
 
     def _advance(self, seq: Sequence, sampled: Sampled, out: Out) -> bool:
         """Record one token for ``seq``; True when the sequence is finished."""
@@ -272,12 +205,12 @@ class BatchScheduler:
 
     def _fail_all(self, exc: BaseException) -> None:
         out: Out = []
-        for seq in [*self._rows, *self._pending]:
+        for seq in [*self._batch.rows, *self._pending]:
             if not seq.ended:
                 seq.ended = True
                 seq.error = exc
                 out.append((seq, exc, seq.epoch))
-        self._rows, self._cache = [], None
+        self._batch.clear()
         self._pending.clear()
         self._flush(out)
 
