@@ -39,7 +39,9 @@ async def sse_data(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     """The payloads of a response's ``data:`` lines, stripped, as bytes (no text decoding: the JSON
     decoder takes bytes). Lines end in ``\\n``, ``\\r\\n`` or ``\\r``, as ``aiter_lines`` reads them."""
     tail = b""
-    async for raw in response.aiter_bytes():
+    # Engines send event streams uncompressed: then the raw body is the bytes, one decoder layer less.
+    encoded = response.headers.get("content-encoding", "identity") != "identity"
+    async for raw in response.aiter_bytes() if encoded else response.aiter_raw():
         buf = tail + raw if tail else raw
         cut = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
         if cut < 0:

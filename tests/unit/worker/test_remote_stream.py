@@ -44,3 +44,12 @@ def test_chunks_decode_like_the_standard_parser_also_with_non_finite_numbers() -
     assert lp["logprob"] == -math.inf and math.isnan(lp["x"])
     with pytest.raises(ValueError):
         decode_chunk(b"{nope")
+
+
+async def test_a_compressed_event_stream_is_decoded_first() -> None:
+    """A gzip-encoded response (a proxy in between) is read through its decoder."""
+    import gzip
+
+    body = gzip.compress(b'data: {"a":1}\n\ndata: [DONE]\n\n')
+    r = httpx.Response(200, headers={"content-encoding": "gzip"}, content=body)
+    assert [d async for d in sse_data(r)] == [b'{"a":1}', b"[DONE]"]
