@@ -1,9 +1,9 @@
 """Server-sent events framing: ``data: <json>\\n\\n`` frames, keep-alive comments, ``[DONE]``.
 
 ``with_keepalive`` also coalesces: the source runs in one task per stream, and the frames it makes
-while the previous write is under way (every token of one upstream read, say) go out in one
-write. Each frame stays its own SSE event; only the number of sends through the ASGI server and
-the socket drops, which is most of the per-token cost of a busy relay.
+while the previous write is under way (the tokens of one upstream read, say) go out in one write,
+up to ``MAX_FRAMES_PER_WRITE`` at a time. Each frame stays its own SSE event; only the number of
+sends through the ASGI server and the socket drops, a large part of a busy relay's per-token cost.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ KEEPALIVE = b": keep-alive\n\n"
 
 MAX_AHEAD_BYTES = 64 * 1024
 """The source waits once this much is made and not yet written (a slow client holds it back)."""
+
+MAX_FRAMES_PER_WRITE = 16
+"""After this many frames made without a pause the source lets the write (and other streams) run:
+a burst of tokens from one upstream read neither waits for the whole burst nor holds up the loop."""
 
 
 def frame(payload: Any) -> bytes:
@@ -60,6 +64,8 @@ async def with_keepalive(
                 if size >= max_ahead:
                     room = loop.create_future()
                     await room
+                elif len(ready) >= MAX_FRAMES_PER_WRITE:
+                    await asyncio.sleep(0)
         except Exception as exc:  # raised to the consumer after the frames made before it
             failure = exc
         finally:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.http.sse import KEEPALIVE, with_keepalive
+from gateway.http.sse import KEEPALIVE, MAX_FRAMES_PER_WRITE, with_keepalive
 
 
 async def test_gaps_get_keepalive_frames_and_frames_pass_through() -> None:
@@ -87,3 +87,15 @@ async def test_an_error_of_the_source_comes_after_its_frames() -> None:
         async for f in with_keepalive(source(), 5.0):
             got.append(f)
     assert got == [b"a"]
+
+
+async def test_a_long_burst_is_written_in_pieces() -> None:
+    """A source that never pauses is written at most ``MAX_FRAMES_PER_WRITE`` frames at a time, all in order."""
+
+    async def source() -> AsyncIterator[bytes]:
+        for i in range(40):
+            yield b"%02d" % i
+
+    out = [f async for f in with_keepalive(source(), 5.0)]
+    assert b"".join(out) == b"".join(b"%02d" % i for i in range(40))
+    assert len(out) > 1 and max(len(f) for f in out) <= 2 * MAX_FRAMES_PER_WRITE
