@@ -11,7 +11,10 @@
    on, for ``--relay-streams`` concurrent clients looping requests for ``--relay-seconds``:
    tokens/s delivered, p99 inter-token gap at the client through the gateway vs from the upstream
    directly (the added inter-token latency), and the gateway's CPU time per relayed token
-   (``/proc/<pid>/stat``). Clients, gateway and upstream share this machine's cores.
+   (``/proc/<pid>/stat``). Clients, gateway and upstream share this machine's cores. Flat out,
+   every stream waits on the gateway, so the gap measures its capacity shared by N streams;
+   with ``--relay-pace-ms`` the upstream paces each stream like a real engine and the added
+   gap is the latency the gateway adds below capacity.
 
 Token counts are the streams' usage chunks; TTFT is the first chunk that carries a token's text.
 """
@@ -59,6 +62,9 @@ class Options:
     relay_streams: str = field(default="64,256", metadata={"help": "concurrent clients for the relay capacity"})
     relay_tokens: int = field(default=256, metadata={"help": "max_tokens per relay request"})
     relay_seconds: float = field(default=20.0, metadata={"help": "seconds per relay measurement"})
+    relay_pace_ms: float = field(
+        default=0.0, metadata={"help": "the synthetic upstream's per-stream token interval (0: as fast as it can)"}
+    )
     skip_relay: bool = field(default=False, metadata={"help": "only the engine comparison"})
     json: Path | None = field(default=None, metadata={"help": "write the figures here"})
 
@@ -233,11 +239,19 @@ def _compare(direct: list[tuple[list[Sample], float]], through: list[tuple[list[
 
 
 @contextlib.contextmanager
-def synthetic_upstream() -> Iterator[str]:
+def synthetic_upstream(token_interval_ms: float = 0.0) -> Iterator[str]:
     """``gateway.bench.upstream`` in its own process on a free loopback port."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.bench.upstream", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "gateway.bench.upstream",
+            "--port",
+            str(port),
+            "--token-interval-ms",
+            str(token_interval_ms),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -280,8 +294,12 @@ async def _loop_clients(url: str, n: int, seconds: float, tokens: int, headers: 
 
 def _relay_capacity(options: Options, settings: Settings, tmp: Path) -> dict[str, Any]:
     top = max(_ints(options.relay_streams))
-    out: dict[str, Any] = {"tokens_per_request": options.relay_tokens, "seconds": options.relay_seconds}
-    with synthetic_upstream() as upstream:
+    out: dict[str, Any] = {
+        "tokens_per_request": options.relay_tokens,
+        "seconds": options.relay_seconds,
+        "pace_ms": options.relay_pace_ms,
+    }
+    with synthetic_upstream(options.relay_pace_ms) as upstream:
         env = {"STOPGATE_WORKER_URL": upstream, "STOPGATE_MAX_CONCURRENT_STREAMS": str(top * 2)}
         with serve(settings, tmp / "gateway-relay.log", env) as gw:
             asyncio.run(_loop_clients(gw.url, 4, 2.0, options.relay_tokens, {}))  # warm-up

@@ -6,6 +6,10 @@ It speaks just enough of ``stopgate worker``'s API for the remote worker to use 
 prose (words drawn from a fixed list by a per-request seed, sentences of 8-20 words) so that
 repetition rules do not fire on it, and tokens are words: one chunk per token.
 
+With ``--token-interval-ms`` each stream is paced like a real engine (one token per interval,
+each written at once), so what the gateway adds to the inter-token gap can be measured below
+its capacity.
+
 Plain asyncio with hand-made HTTP/1.1 (keep-alive, chunked bodies): a framework would make the
 upstream, not the gateway, the bottleneck. Run it in its own process:
 ``python -m gateway.bench.upstream --port P`` (prints ``ready`` once listening).
@@ -106,9 +110,10 @@ def _tokens(seed: int, n: int) -> list[tuple[str, int, float]]:
 
 
 class Upstream:
-    def __init__(self) -> None:
+    def __init__(self, token_interval_s: float = 0.0) -> None:
         self.streams = 0
         self.tokens = 0
+        self.token_interval_s = token_interval_s
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -170,7 +175,10 @@ class Upstream:
             for k, (text, tid, lp) in enumerate(_tokens(zlib.crc32(prompt.encode()), n)):
                 _write_chunk(writer, _chunk(rid, text, tid, lp, created))
                 self.tokens += 1
-                if k % 4 == 3:
+                if self.token_interval_s:
+                    await writer.drain()
+                    await asyncio.sleep(self.token_interval_s)
+                elif k % 4 == 3:
                     await writer.drain()  # lets the other streams run, and notices a closed connection
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
             end = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": MODEL}
@@ -189,8 +197,8 @@ def _write_chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
     writer.write(b"%x\r\n%s\r\n" % (len(data), data))
 
 
-async def _main(host: str, port: int) -> None:
-    upstream = Upstream()
+async def _main(host: str, port: int, token_interval_s: float) -> None:
+    upstream = Upstream(token_interval_s)
     server = await asyncio.start_server(upstream.handle, host, port, backlog=1024)
     print("ready", flush=True)
     async with server:
@@ -201,9 +209,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token-interval-ms", type=float, default=0.0, help="pace each stream (0: flat out)")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(args.host, args.port))
+        asyncio.run(_main(args.host, args.port, args.token_interval_ms / 1000))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,15 @@ from litestar.response import Stream
 from gateway.errors import ModelNotFound, StopgateError
 from gateway.http.errors import describe, internal_error
 from gateway.http.guards import admin_gate, api_key_guard
-from gateway.http.protocol import ChatCompletionRequest, chunk, merge_tool_calls, parse_chat_request, usage, usage_chunk
+from gateway.http.protocol import (
+    ChatCompletionRequest,
+    ChunkFrames,
+    chunk,
+    merge_tool_calls,
+    parse_chat_request,
+    usage,
+    usage_chunk,
+)
 from gateway.http.sse import DONE, frame, with_keepalive
 from gateway.services import Services
 from gateway.serving.call import DEFAULT_TEMPERATURE, ChatCall, new_request_id
@@ -130,10 +138,11 @@ async def _sse(run: ChatRun, model: str, include_usage: bool) -> AsyncIterator[b
     rid, created = run.request_id, run.created
     disconnected = True
     error: BaseException | None = None
+    frames = ChunkFrames(rid, created, model)
     try:
-        yield frame(chunk(rid, created, model, {"role": "assistant", "content": ""}))
+        yield frames.delta({"role": "assistant", "content": ""})
         async for d in run.deltas():
-            yield frame(chunk(rid, created, model, _delta_body(d), logprobs=list(d.logprobs) or None))
+            yield frames.delta(_delta_body(d), list(d.logprobs) or None)
         yield frame(chunk(rid, created, model, {}, run.finish_reason, run.stopgate_info()))
         if include_usage:
             info = run.stopgate_info()

@@ -1,5 +1,8 @@
 """Litestar guards: API keys on ``/v1/*`` (the caller's key id lands in ``request.state``) and the
-admin key on ``/admin/*``. Both key rings are built once by ``create_app`` and kept in ``app.state``."""
+admin key on ``/admin/*``. Both key rings are built once by ``create_app`` and kept in ``app.state``.
+
+The guards are coroutines although they never wait: Litestar runs a plain-function guard in a
+worker thread, a thread hop on every request for a dictionary look-up."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from litestar.handlers.base import BaseRouteHandler
 from gateway.http.auth import AdminGate
 
 
-def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     keyring = connection.app.state.keyring
     connection.state.api_key_id = keyring.require(connection.headers.get("authorization"))
 
@@ -21,6 +24,6 @@ def admin_gate(connection: ASGIConnection[Any, Any, Any, Any]) -> AdminGate:
     return gate
 
 
-def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """``Authorization: Bearer $STOPGATE_ADMIN_KEY`` or 401 (every admin call refused with no key set)."""
     admin_gate(connection).require(connection.headers.get("authorization"))

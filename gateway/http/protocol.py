@@ -201,6 +201,27 @@ def chunk(
     return body
 
 
+_encode = msgspec.json.Encoder().encode
+_NULL = b"null"
+
+
+class ChunkFrames:
+    """The SSE frames of one stream's chunks, byte for byte ``frame(chunk(rid, created, model, ...))``:
+    what never changes within a stream (id, created, model) is encoded once, so a token costs the
+    encoding of its own delta only."""
+
+    __slots__ = ("_head",)
+
+    def __init__(self, rid: str, created: int, model: str) -> None:
+        head = _encode({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model})
+        self._head = b"data: " + head[:-1] + b',"choices":[{"index":0,"delta":'
+
+    def delta(self, delta: dict[str, Any], logprobs: list[dict[str, Any]] | None = None) -> bytes:
+        """A chunk of ``delta`` (no finish reason, no ``stopgate`` object), framed."""
+        lp = _encode({"content": logprobs, "refusal": None}) if logprobs else _NULL
+        return b"".join((self._head, _encode(delta), b',"logprobs":', lp, b',"finish_reason":null}]}\n\n'))
+
+
 def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> dict[str, Any]:
     """OpenAI's usage object; ``completion_tokens`` counts both phases, thinking in the details."""
     return {

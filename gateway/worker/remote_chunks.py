@@ -112,6 +112,40 @@ class ChunkReader:
 
     def read(self, choice: dict[str, Any]) -> list[TokenEvent]:
         """The events one chunk's choice completes (some may wait for a split marker to resolve)."""
+        fast = self._one_content_token(choice)
+        return fast if fast is not None else self._read_any(choice)
+
+    def _one_content_token(self, choice: dict[str, Any]) -> list[TokenEvent] | None:
+        """The common chunk, read without the general machinery: one logprobs entry, answer text
+        only, nothing waiting. None when the chunk is anything else (``_read_any`` reads it). Gives
+        exactly what ``_read_any`` would (tests/unit/worker/test_remote_chunks.py compares them)."""
+        delta = choice.get("delta")
+        if delta is None or self._queue or self.splitter.pending or self._reasoning_open or len(delta) > 2:
+            return None
+        content = delta.get("content")
+        if not content or type(content) is not str or delta.get("tool_calls") or "reasoning_content" in delta:
+            return None
+        if len(delta) == 2 and "role" not in delta:
+            return None
+        logprobs = choice.get("logprobs")
+        entries = logprobs.get("content") if type(logprobs) is dict else None
+        if type(entries) is not list or len(entries) != 1:
+            return None
+        entry = entries[0]
+        top = _alternatives(entry, self.top_k)
+        tok = _Token(token_id(str(entry.get("token", ""))), _logprob(entry.get("logprob")), top, via_splitter=True)
+        self.raw.append(content)
+        pieces = self.splitter.feed(content)
+        self._phase = self.splitter.phase
+        if not pieces:  # a possible marker start is held: the token waits for it to resolve
+            self._queue.append(tok)
+            return []
+        piece = pieces[0]
+        event = TokenEvent(self.index, tok.token_id, piece.text, tok.logprob, phase=piece.phase, top_logprobs=top)
+        self.index += 1
+        return [event]
+
+    def _read_any(self, choice: dict[str, Any]) -> list[TokenEvent]:
         delta = choice.get("delta")
         if delta is None:  # completions chunk
             delta = {"content": choice.get("text") or ""}

@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import httpx
+import msgspec
 
 from gateway.errors import WorkerError
 from gateway.worker.engines import Upstream
@@ -32,6 +33,38 @@ class StreamOwner(Protocol):
 
 
 _FINISH: dict[str, FinishReason] = {"length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}
+
+
+async def sse_data(response: httpx.Response) -> AsyncGenerator[bytes, None]:
+    """The payloads of a response's ``data:`` lines, stripped, as bytes (no text decoding: the JSON
+    decoder takes bytes). Lines end in ``\\n``, ``\\r\\n`` or ``\\r``, as ``aiter_lines`` reads them."""
+    tail = b""
+    # Engines send event streams uncompressed: then the raw body is the bytes, one decoder layer less.
+    encoded = response.headers.get("content-encoding", "identity") != "identity"
+    async for raw in response.aiter_bytes() if encoded else response.aiter_raw():
+        buf = tail + raw if tail else raw
+        cut = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
+        if cut < 0:
+            tail = buf
+            continue
+        tail = buf[cut + 1 :]
+        for line in buf[: cut + 1].splitlines():
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+    if tail.startswith(b"data:"):
+        yield tail[5:].strip()
+
+
+_decode = msgspec.json.Decoder().decode
+
+
+def decode_chunk(data: bytes) -> Any:
+    """One chunk's JSON; what msgspec refuses (``NaN``/``Infinity`` from a Python engine's
+    ``json.dumps``) goes through the standard parser, which takes those (and fails as before)."""
+    try:
+        return _decode(data)
+    except msgspec.DecodeError:
+        return json.loads(data)
 
 
 class RemoteTokenStream:
@@ -105,30 +138,28 @@ class RemoteTokenStream:
             await self._release()
 
     async def _read_leg(self, response: httpx.Response, leg: int) -> AsyncGenerator[TokenEvent, None]:
-        async for line in response.aiter_lines():
-            if self._cancelled or self._leg != leg:
-                return
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            chunk = json.loads(data)
-            if "error" in chunk:
-                error = chunk["error"]
-                message = error.get("message", error) if isinstance(error, dict) else error
-                raise WorkerError(f"upstream error: {message}")
-            if usage := chunk.get("usage"):
-                self._usage(usage, leg)
-            for choice in chunk.get("choices") or []:
-                if choice.get("index", 0) != 0:
-                    continue
-                for event in self.reader.read(choice):
-                    self.events += 1
-                    self._worker.tokens_generated += 1
-                    yield event
-                if reason := choice.get("finish_reason"):
-                    self.finish_reason = _FINISH.get(reason, "stop")
+        async with contextlib.aclosing(sse_data(response)) as payloads:
+            async for data in payloads:
+                if self._cancelled or self._leg != leg:
+                    return
+                if data == b"[DONE]":
+                    return
+                chunk = decode_chunk(data)
+                if "error" in chunk:
+                    error = chunk["error"]
+                    message = error.get("message", error) if isinstance(error, dict) else error
+                    raise WorkerError(f"upstream error: {message}")
+                if usage := chunk.get("usage"):
+                    self._usage(usage, leg)
+                for choice in chunk.get("choices") or []:
+                    if choice.get("index", 0) != 0:
+                        continue
+                    for event in self.reader.read(choice):
+                        self.events += 1
+                        self._worker.tokens_generated += 1
+                        yield event
+                    if reason := choice.get("finish_reason"):
+                        self.finish_reason = _FINISH.get(reason, "stop")
 
     def _usage(self, usage: dict[str, Any], leg: int) -> None:
         if leg == 0 and usage.get("prompt_tokens"):

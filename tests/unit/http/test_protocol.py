@@ -7,7 +7,8 @@ import json
 import pytest
 
 from gateway.errors import RequestError
-from gateway.http.protocol import parse_chat_request
+from gateway.http.protocol import ChunkFrames, chunk, parse_chat_request
+from gateway.http.sse import frame
 
 
 def body(**fields: object) -> bytes:
@@ -106,3 +107,20 @@ def test_non_object_bodies_are_request_errors(raw: bytes) -> None:
     """Bodies that are not a JSON object are client errors, not crashes."""
     with pytest.raises(RequestError):
         parse_chat_request(raw)
+
+
+@pytest.mark.parametrize(
+    ("delta", "logprobs"),
+    [
+        ({"role": "assistant", "content": ""}, None),
+        ({"content": ' say "hi"\n\u00e9'}, None),
+        ({"reasoning_content": "hmm"}, None),
+        ({"content": "a"}, [{"token": "a", "logprob": -0.5, "bytes": [97], "top_logprobs": []}]),
+        ({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}]}, None),
+    ],
+)
+def test_stream_frames_are_the_generic_frames_byte_for_byte(delta: dict, logprobs: list | None) -> None:
+    """A stream's pre-encoded chunk frames equal ``frame(chunk(...))`` exactly, so the wire is unchanged."""
+    rid, created, model = 'chatcmpl-x"y', 1700000000, "org/model"
+    generic = frame(chunk(rid, created, model, delta, logprobs=logprobs))
+    assert ChunkFrames(rid, created, model).delta(delta, logprobs) == generic

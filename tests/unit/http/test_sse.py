@@ -1,11 +1,13 @@
-"""SSE keep-alive: comment frames fill long gaps, and a consumer that stops closes the source."""
+"""SSE keep-alive and coalescing: comment frames fill gaps, ready frames go out together, closing closes the source."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 
-from gateway.http.sse import KEEPALIVE, with_keepalive
+import pytest
+
+from gateway.http.sse import KEEPALIVE, MAX_FRAMES_PER_WRITE, with_keepalive
 
 
 async def test_gaps_get_keepalive_frames_and_frames_pass_through() -> None:
@@ -38,3 +40,62 @@ async def test_closing_the_stream_runs_the_source_cleanup() -> None:
     assert await frames.__anext__() == KEEPALIVE
     await frames.aclose()  # type: ignore[attr-defined]
     assert closed.is_set()
+
+
+async def test_frames_made_while_a_write_is_under_way_go_out_in_one_item() -> None:
+    """Frames the source makes without waiting are joined into one item, in order; later ones follow."""
+
+    async def source() -> AsyncIterator[bytes]:
+        yield b"a"
+        yield b"b"
+        yield b"c"
+        await asyncio.sleep(0.01)
+        yield b"d"
+
+    out = [f async for f in with_keepalive(source(), 5.0)]
+    assert b"".join(out) == b"abcd"
+    assert len(out) < 4
+
+
+async def test_a_slow_consumer_holds_the_source_back() -> None:
+    """The source stops once ``max_ahead`` bytes wait to be written, and goes on when they are."""
+    made = 0
+
+    async def source() -> AsyncIterator[bytes]:
+        nonlocal made
+        for _ in range(100):
+            made += 1
+            yield b"x" * 10
+
+    frames = with_keepalive(source(), 5.0, max_ahead=30)
+    first = await frames.__anext__()
+    await asyncio.sleep(0.01)  # the consumer is busy; the source may run ahead only so far
+    assert made <= len(first) // 10 + 3
+    rest = [f async for f in frames]
+    assert len(first) + sum(map(len, rest)) == 1000
+
+
+async def test_an_error_of_the_source_comes_after_its_frames() -> None:
+    """A failing source's frames are delivered, then its exception is raised to the consumer."""
+
+    async def source() -> AsyncIterator[bytes]:
+        yield b"a"
+        raise ValueError("boom")
+
+    got = []
+    with pytest.raises(ValueError, match="boom"):
+        async for f in with_keepalive(source(), 5.0):
+            got.append(f)
+    assert got == [b"a"]
+
+
+async def test_a_long_burst_is_written_in_pieces() -> None:
+    """A source that never pauses is written at most ``MAX_FRAMES_PER_WRITE`` frames at a time, all in order."""
+
+    async def source() -> AsyncIterator[bytes]:
+        for i in range(40):
+            yield b"%02d" % i
+
+    out = [f async for f in with_keepalive(source(), 5.0)]
+    assert b"".join(out) == b"".join(b"%02d" % i for i in range(40))
+    assert len(out) > 1 and max(len(f) for f in out) <= 2 * MAX_FRAMES_PER_WRITE

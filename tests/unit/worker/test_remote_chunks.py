@@ -138,3 +138,38 @@ def test_forced_end_resolves_held_text_as_thinking_and_appends_the_marker() -> N
     assert r.end_thinking("</think>") == [TokenEvent(1, 2, "so <", -0.1, phase="thinking")]
     assert r.raw_text == "<think>so <</think>"
     assert r.read(chat("A", ("token_id:3", -0.1)))[0].phase == "answer"
+
+
+def test_the_one_token_fast_path_reads_exactly_like_the_general_one() -> None:
+    """Random chunk sequences (markers split over tokens, reasoning, tool calls, several tokens, roles,
+    top logprobs) give the same events, raw text and end-token count through ``read`` as through ``_read_any``."""
+    import random
+
+    rng = random.Random(13)
+    texts = [" the", " river", "<", "think", ">", "</", "think>", "<think>", " a</think> b", "\n", "", "é"]
+    for _ in range(300):
+        choices: list[dict[str, Any]] = []
+        for _ in range(rng.randint(1, 12)):
+            kind = rng.random()
+            tops = [{"token": "t", "logprob": -1.0}, {"token": "u", "logprob": -2.0}]
+            entry = {"token": f"token_id:{rng.randint(0, 99)}", "logprob": -rng.random(), "top_logprobs": tops}
+            if kind < 0.6:
+                delta: dict[str, Any] = {"content": rng.choice(texts)}
+                if rng.random() < 0.2:
+                    delta["role"] = "assistant"
+                choices.append({"delta": delta, "logprobs": {"content": [entry]}})
+            elif kind < 0.7:
+                choices.append(chat(rng.choice(texts), ("a", -1.0), ("b", -0.5)))
+            elif kind < 0.8:
+                choices.append({"delta": {"reasoning_content": rng.choice(texts)}, "logprobs": {"content": [entry]}})
+            elif kind < 0.9:
+                call = {"index": 0, "function": {"arguments": "{"}}
+                choices.append({"delta": {"tool_calls": [call]}, "logprobs": {"content": [entry]}})
+            else:
+                choices.append({"delta": {}, "logprobs": {"content": [entry]}, "finish_reason": "stop"})
+        top = rng.choice([0, 1, 2])
+        fast, general = reader(top), reader(top)
+        got = [e for c in choices for e in fast.read(c)] + fast.finish()
+        want = [e for c in choices for e in general._read_any(c)] + general.finish()
+        assert got == want
+        assert fast.raw_text == general.raw_text and fast.end_tokens == general.end_tokens
