@@ -60,6 +60,9 @@ class ChatRun:
         self.call = call
         self.route = route
         self.stream = stream
+        # One iteration of the stream for the whole run: a sampled request goes on reading it after the
+        # rule stop, and a remote stream's HTTP response cannot be read by a second iterator.
+        self._events: AsyncIterator[TokenEvent] = aiter(stream)
         self.enforcer = enforcer
         self.request_id = call.request_id
         self.created = int(time.time())
@@ -78,6 +81,7 @@ class ChatRun:
         self._stopped_by_rule = False
         self._answer_started = False
         self._aborted: StopgateError | None = None
+        self._unsent: TokenEvent | None = None  # the token a rule stopped on without sending it
         self._closed = False
 
     @property
@@ -94,7 +98,7 @@ class ChatRun:
     async def deltas(self) -> AsyncIterator[Delta]:
         """Output piece by piece; the engines decide after each token whether to go on."""
         want_logprobs = self.call.logprobs
-        async for event in self.stream:
+        async for event in self._events:
             if self.first_token_at is None:
                 self.first_token_at = time.perf_counter()
             if event.phase == "thinking" and self._answer_started:
@@ -125,6 +129,8 @@ class ChatRun:
                 self.stream.cancel()
                 return
             if decision.stop:
+                if not decision.include_token:
+                    self._unsent = event  # part of the full generation a sample goes on with
                 self.finish_reason = decision.finish_reason
                 self._stopped_by_rule = decision.finish_reason == "stop"
                 if not (self.sampled and self._stopped_by_rule):
@@ -176,12 +182,13 @@ class ChatRun:
 
     async def _finish_sample(self) -> None:
         sent = "".join(self._text or [])
-        rest: list[str] = []
-        extra = 0
+        held = [self._unsent] if self._unsent is not None else []
+        rest = [e.text for e in held if e.phase == "answer"]
+        extra = len(held)
         full: int | None = None
         agreed: bool | None = None
         try:
-            async for event in self.stream:
+            async for event in self._events:
                 extra += 1
                 if self.events is not None:
                     self.events.append(event)

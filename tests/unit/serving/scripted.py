@@ -13,8 +13,10 @@ def events(texts: Sequence[str], phase: Phase = "answer", start: int = 0) -> lis
 
 
 class ScriptedStream:
-    def __init__(self, script: list[TokenEvent], after_end: list[TokenEvent], finish: str) -> None:
+    def __init__(self, script: list[TokenEvent], after_end: list[TokenEvent], finish: str, once: bool = False) -> None:
         self.prompt_tokens = 7
+        self._once = once  # like a remote stream's HTTP response: a second iteration cannot read on
+        self._iterated = False
         self.finish_reason: str | None = None
         self._script = list(script)
         self._after_end = after_end
@@ -23,6 +25,9 @@ class ScriptedStream:
         self.ended_thinking_with: str | None = None
 
     async def __aiter__(self) -> AsyncIterator[TokenEvent]:
+        if self._once and self._iterated:
+            raise RuntimeError("this stream was already read")
+        self._iterated = True
         while self._script and not self.cancelled:
             yield self._script.pop(0)
         self.finish_reason = "cancelled" if self.cancelled else self._finish
@@ -42,6 +47,7 @@ class ScriptedWorker:
     script: list[TokenEvent]
     after_end: list[TokenEvent] = field(default_factory=list)
     finish: str = "stop"
+    once: bool = False
     probe_answer: str = "42"
     model_id: str = "scripted"
     context_length: int = 4096
@@ -58,7 +64,7 @@ class ScriptedWorker:
 
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream:
         self.params = params
-        stream = ScriptedStream(self.script[: params.max_tokens], self.after_end, self.finish)
+        stream = ScriptedStream(self.script[: params.max_tokens], self.after_end, self.finish, self.once)
         self.streams.append(stream)
         return stream
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -181,3 +182,16 @@ async def test_a_thinking_block_reopened_after_a_forced_end_is_answer_text() -> 
     kinds = ["reasoning" if d.reasoning else "content" for d in deltas]
     assert kinds == ["reasoning", "reasoning", "content", "content", "content"]
     assert text(deltas) == "\nHm." and audit.records[0].reasoning_tokens == 2 + 3
+
+
+async def test_a_sampled_request_generates_on_from_the_same_stream_after_the_rule_stop() -> None:
+    """Sampled and stopped by a rule: the client gets one sentence, the full generation goes on in the same
+    iteration of the stream (a remote stream cannot be read twice); its length, the token the rule stopped on
+    included, is audited."""
+    worker = ScriptedWorker(events(SENTENCES), once=True)
+    policy = Policy(domain="general", max_tokens=64, rules=(Sentences(max=1),), sample_full_rate=1.0)
+    svc, audit = service(worker, policy)
+    out, run = await run_all(svc, call(max_tokens=64))
+    assert text(out) == "One sentence."
+    await asyncio.gather(*run._background)
+    assert audit.records[0].full_completion_tokens == len(SENTENCES)
