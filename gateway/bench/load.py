@@ -57,8 +57,9 @@ def run(options: Options, settings: Settings) -> int:
         _require_loopback(options.url)
         figures = asyncio.run(drive(options.url.rstrip("/"), options.api_key, options.pid, options))
     else:
-        with _own_gateway(options, settings) as (url, key, pid):
-            figures = asyncio.run(drive(url, key, pid, options))
+        with _own_gateway(options, settings) as own:
+            figures = asyncio.run(drive(own.url, own.key, own.pid, options))
+        figures["audit_records"] = own.audit_records
     _print(figures)
     if options.json:
         options.json.write_text(json.dumps(figures, indent=2) + "\n")
@@ -88,22 +89,34 @@ def _require_loopback(url: str) -> None:
 # -- the gateway under test ------------------------------------------------------------------------
 
 
+@dataclass
+class OwnGateway:
+    url: str
+    key: str
+    pid: int
+    audit_records: int | None = None  # counted once it has stopped (its audit queue flushed)
+
+
 @contextlib.contextmanager
-def _own_gateway(options: Options, settings: Settings) -> Iterator[tuple[str, str, int]]:
-    """``stopgate serve`` on a free loopback port with its own Redis and audit log; yields url, key, pid."""
+def _own_gateway(options: Options, settings: Settings) -> Iterator[OwnGateway]:
+    """``stopgate serve`` on a free loopback port with its own Redis and audit log; after it stops, the
+    records in its audit log are counted."""
     key = "bench-" + secrets.token_hex(8)
     with tempfile.TemporaryDirectory(prefix="stopgate-load-") as tmp, local_redis(Path(tmp) / "redis") as redis:
         env = {
             "STOPGATE_REDIS_URL": redis.url,
             "STOPGATE_API_KEYS": key,
-            "STOPGATE_AUDIT_LOG": str(Path(tmp) / "audit.jsonl"),
+            "STOPGATE_AUDIT_LOG": str(Path(tmp) / "audit.jsonl"),  # counted after the gateway stops
             "STOPGATE_MAX_BATCH_SIZE": str(settings.max_batch_size),
             # Room above the client count: a client may open its next stream a moment before the
             # server has released the previous one.
             "STOPGATE_MAX_CONCURRENT_STREAMS": str(options.streams * 2),
         }
+        audit = Path(tmp) / "audit.jsonl"
         with serve(settings, Path(tmp) / "gateway.log", env) as gateway:
-            yield gateway.url, key, gateway.pid
+            own = OwnGateway(gateway.url, key, gateway.pid)
+            yield own
+        own.audit_records = sum(1 for line in audit.read_text().splitlines() if line.strip()) if audit.exists() else 0
 
 
 def _print(figures: dict[str, Any]) -> None:
@@ -119,6 +132,9 @@ def _print(figures: dict[str, Any]) -> None:
         "server_errors_5xx": ("0", figures["server_errors_5xx"] == 0),
         "rss_growth_pct": (f"<= {RSS_GROWTH_TARGET_PCT:g}", growth is not None and growth <= RSS_GROWTH_TARGET_PCT),
     }
+    if figures.get("audit_records") is not None:
+        answered = figures["answered_200"]
+        targets["audit_records"] = (f">= {answered}", figures["audit_records"] >= answered)
     for name, value in figures.items():
         shown = json.dumps(value) if isinstance(value, dict) else ("n/a" if value is None else f"{value:g}")
         target = ""

@@ -129,6 +129,7 @@ async def drive(url: str, key: str | None, pid: int | None, options: LoadOptions
         "client_errors": dict(tally.client_errors),
         "cut_at_drain": len(late),
         "warmup_server_errors_5xx": warm.server_errors,
+        "answered_200": tally.statuses[200] + warm.statuses[200],  # warm-up included: each one is audited
         "completion_tokens": tally.tokens,
         "tokens_per_s": round(tally.tokens / wall, 2) if wall > 0 else 0.0,
         "ttft_p50_ms": _round(percentile(tally.ttft_ms, 50)),
