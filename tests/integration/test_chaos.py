@@ -112,3 +112,47 @@ def test_redis_killed_during_streaming_and_a_policy_write(tmp_path):
             assert wanted <= audit_ids(tmp_path / "audit.jsonl")
     finally:
         redis.stop()
+
+
+def test_two_replicas_on_one_redis_one_killed_mid_load(tmp_path):
+    """Two gateway replicas share one Redis and one worker; one is SIGKILLed under load: the other's streams
+    finish untouched and audited, and a policy update through it is written and served."""
+    redis = LocalRedis(tmp_path / "redis")
+    redis.start()
+    try:
+        env = gateway_env(tmp_path, redis.url)
+        with running(["worker"], env, tmp_path, "worker", ready="/v1/models") as worker:
+            remote = {"STOPGATE_WORKER_URL": worker.url}
+            with (
+                running(
+                    ["serve"], {**env, **remote, "STOPGATE_AUDIT_LOG": str(tmp_path / "a.jsonl")}, tmp_path, "a"
+                ) as a,
+                running(
+                    ["serve"], {**env, **remote, "STOPGATE_AUDIT_LOG": str(tmp_path / "b.jsonl")}, tmp_path, "b"
+                ) as b,
+            ):
+                on_a, threads_a = start_streams(a.url, [STORY] * 3, max_tokens=48)
+                on_b, threads_b = start_streams(b.url, [STORY] * 3, max_tokens=48)
+                for state in on_a + on_b:
+                    assert state.first.wait(240)
+                a.signal(signal.SIGKILL)
+                before = httpx.get(b.url + "/admin/policies/factual", headers=ADMIN_AUTH, timeout=10).json()
+                document = dict(before["policy"], max_tokens=99)
+                put = httpx.put(b.url + "/admin/policies/factual", json=document, headers=ADMIN_AUTH, timeout=30)
+                assert put.status_code == 200, put.text[:300]
+                for t in threads_a + threads_b:
+                    t.join(240)
+                assert all(s.done and s.finish_reason and s.error is None for s in on_b), [
+                    (s.done, s.finish_reason, s.error, s.exc) for s in on_b
+                ]
+                assert all(not s.done for s in on_a)  # their connections died with the replica
+                after = httpx.get(b.url + "/admin/policies/factual", headers=ADMIN_AUTH, timeout=10).json()
+                assert after["policy"]["max_tokens"] == 99 and after["version"] == before["version"] + 1
+                assert _chat(b.url).status_code == 200
+                deadline = time.monotonic() + 30
+                wanted = {s.request_id for s in on_b}
+                while not wanted <= audit_ids(tmp_path / "b.jsonl") and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                assert wanted <= audit_ids(tmp_path / "b.jsonl")
+    finally:
+        redis.stop()
