@@ -50,7 +50,7 @@ def serve(settings: Settings, log_path: Path, env: Mapping[str, str], timeout: f
             [sys.executable, "-m", "gateway.cli", "serve"], env=full_env, stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            _wait_ready(url, proc, log_path, timeout)
+            wait_ready(url, proc, log_path, timeout)
             yield Gateway(url, proc.pid, admin_key)
         finally:
             proc.terminate()
@@ -61,17 +61,26 @@ def serve(settings: Settings, log_path: Path, env: Mapping[str, str], timeout: f
                 proc.wait(10)
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+def wait_ready(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log_path: Path,
+    timeout: float,
+    *,
+    path: str = "/readyz",
+    what: str = "the gateway",
+) -> None:
+    """Poll ``url + path`` until it answers 200; a process that exits first, or the timeout, is a ConfigError."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-2000:]
-            raise ConfigError(f"the gateway exited at start with status {proc.returncode}:\n{tail}")
+            raise ConfigError(f"{what} exited at start with status {proc.returncode}:\n{tail}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+            if httpx.get(url + path, timeout=2).status_code == 200:
                 return
         time.sleep(0.3)
-    raise ConfigError(f"the gateway did not become ready within {timeout:.0f} s")
+    raise ConfigError(f"{what} did not become ready within {timeout:.0f} s; see {log_path}")
 
 
 @contextlib.contextmanager

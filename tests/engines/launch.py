@@ -19,8 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from gateway.bench.server import wait_ready
 from gateway.redis_server import free_port
 from gateway.settings import DEFAULT_MODEL
 
@@ -93,18 +92,6 @@ def command(kind: str, port: int, extra: list[str] | None = None) -> tuple[list[
     raise ValueError(f"unknown engine {kind!r}: vllm or llamacpp")
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = START_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the engine exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + "/v1/models", timeout=3).status_code == 200:
-                return
-        time.sleep(1.0)
-    raise RuntimeError(f"the engine did not answer within {timeout:.0f} s; see {log}")
-
-
 @contextlib.contextmanager
 def running(kind: str, log: Path, extra: list[str] | None = None) -> Iterator[Engine]:
     """The engine serving the embedded model on a free loopback port; stopped on leaving."""
@@ -117,7 +104,7 @@ def running(kind: str, log: Path, extra: list[str] | None = None) -> Iterator[En
         # Its own process group: vLLM's engine core and workers are children that must go with it.
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         try:
-            wait_ready(url, proc, log)
+            wait_ready(url, proc, log, START_TIMEOUT_S, path="/v1/models", what=f"the {kind} engine")
             yield Engine(kind, url, log, proc.pid)
         finally:
             with contextlib.suppress(ProcessLookupError):
