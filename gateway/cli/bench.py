@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -29,6 +31,7 @@ BENCHMARKS = {
     "audit": "audit submit cost, throughput and a Redis-outage no-loss check",
     "load": "N concurrent streams for T seconds on loopback",
     "overhead": "TTFT and throughput added in front of a real engine; relay capacity against a synthetic upstream",
+    "agreement": "two trade-off runs' answers compared (e.g. fp32 against bf16): identical shares per domain",
 }
 
 
@@ -51,6 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _typed_handler(module: ModuleType) -> Any:
     def handler(args: argparse.Namespace) -> int:
+        # SIGTERM (timeout, kill) unwinds like Ctrl-C, so the gateway/Redis/engine processes a benchmark
+        # started are stopped by their context managers instead of left running.
+        signal.signal(signal.SIGTERM, _exit_on_term)
         return int(module.run(options_from_args(module.Options, args), settings_from_args(args)))
 
     return handler
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)

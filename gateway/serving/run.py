@@ -147,6 +147,9 @@ class ChatRun:
             # the worker ended it: its budget -> length, a tool call -> tool_calls, else (EOS) stop
             ended = self.stream.finish_reason
             self.finish_reason = ended if ended in ("length", "tool_calls") else "stop"
+            ends = getattr(self.stream, "end_events", ()) if want_logprobs else ()
+            if ends:  # the engine's end-of-sequence entries: one logprobs entry per token it counts
+                yield Delta(content="", logprobs=tuple(logprob_entry(e) for e in ends))
 
     def abort(self, error: StopgateError) -> None:
         """End the stream now with ``error`` (drain deadline): ``deltas()`` raises it."""

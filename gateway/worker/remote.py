@@ -1,11 +1,8 @@
 """``RemoteWorker``: the ``Worker`` protocol over OpenAI-compatible HTTP engines.
 
 Engines: ``stopgate worker``, vLLM, SGLang, llama.cpp's server (``gateway.worker.engines`` says
-what each can do and how the worker adapts). One or several upstream URLs; each request goes to
-the healthy upstream with the least load (its reported running + waiting requests, plus what
-this gateway has in flight there); an upstream that refuses a connection is marked down and the
-next one tried (failover before the first token only). A background task polls each upstream's
-health endpoint (and vLLM's ``/metrics`` for load) to bring upstreams back.
+what each can do and how the worker adapts). One or several upstream URLs; ``UpstreamPool``
+(``gateway.worker.upstreams``) picks the one for each request and keeps their health.
 
 Requests carry the client's pass-through fields (``SamplingParams.extra``: tools, tool_choice,
 response_format, penalties, logit_bias, user, metadata, ...) as sent; the thinking mode becomes
@@ -17,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +22,14 @@ import httpx
 import msgspec
 import structlog
 
-from gateway.errors import NotReady, RequestError, WorkerError, WorkerUnavailable
-from gateway.worker.engines import EngineProfile, Upstream, discover, vllm_load
+from gateway.errors import WorkerError
+from gateway.worker.engines import EngineProfile, Upstream
 from gateway.worker.phases import ThinkMarkers
 from gateway.worker.protocol import ChatMessage, ProbeResult, SamplingParams, TokenStream, message_dicts
 from gateway.worker.remote_chunks import ChunkReader, _entries
 from gateway.worker.remote_stream import RemoteTokenStream
 from gateway.worker.remote_tokens import TokenCounter
+from gateway.worker.upstreams import UpstreamPool
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -55,19 +53,16 @@ class RemoteWorker:
         markers: ThinkMarkers | None = None,
         data_dir: Path = Path(".stopgate"),
     ) -> None:
-        self.upstreams = [Upstream(u.rstrip("/")) for u in urls]
         self.model_id = model
         self.context_length = 8192
         self.tokens_generated = 0
         self.markers = markers or ThinkMarkers()
         self._configured_model = model
         self._data_dir = data_dir
-        self._interval = health_interval_s
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=5.0), limits=httpx.Limits(max_connections=None)
         )
-        self._poller: asyncio.Task[None] | None = None
-        self._ready = False
+        self.pool = UpstreamPool(urls, self._client, health_interval_s=health_interval_s, on_found=self._found)
         self._counter: TokenCounter | None = None
         self._token_counts: dict[str, int] = {}
         self._probe_off_logged: set[str] = set()
@@ -82,27 +77,35 @@ class RemoteWorker:
         )
 
     async def start(self) -> None:
-        await self._poll_once()
-        self._poller = asyncio.create_task(self._poll_forever())
+        await self.pool.start()
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        await self.pool.close()
         await self._client.aclose()
+
+    def _found(self, profile: EngineProfile) -> None:
+        self.model_id = profile.model_id or self.model_id
+        self.context_length = profile.context_length or self.context_length
+
+    @property
+    def upstreams(self) -> list[Upstream]:
+        return self.pool.upstreams
 
     @property
     def ready(self) -> bool:
-        return self._ready
+        return self.pool.ready
 
     @property
     def queue_depth(self) -> int:
-        return sum(u.reported_queue for u in self.upstreams if u.healthy)
+        return self.pool.queue_depth
 
     @property
     def active(self) -> int:
-        return sum(u.in_flight for u in self.upstreams)
+        return self.pool.in_flight
+
+    async def release(self, upstream: Upstream, response: httpx.Response) -> None:
+        """A stream's request is over (ended, cancelled or cut): the upstream sees the disconnect."""
+        await self.pool.release(upstream, response)
 
     @property
     def counter(self) -> TokenCounter:
@@ -173,7 +176,7 @@ class RemoteWorker:
             prefix = prefixes[profile.kind] = self.markers.start + "\n" if forced else None
             return self._request(profile, dicts, params, prefix)
 
-        upstream, response = await self._open(build)
+        upstream, response = await self.pool.open(build)
         profile = upstream.profile or EngineProfile()
         reader = self._reader(profile, params, prefixes.get(profile.kind))
         stream = RemoteTokenStream(self, upstream, response, messages, params, reader)
@@ -233,7 +236,7 @@ class RemoteWorker:
             return self._request(profile, dicts, cont, prefix)
 
         try:
-            upstream, response = await self._open(build, prefer=stream.upstream)
+            upstream, response = await self.pool.open(build, prefer=stream.upstream)
         except WorkerError as exc:
             log.warning("thinking_end_not_continued", url=stream.upstream.url, error=exc.message)
             stream.end("stop")
@@ -260,120 +263,3 @@ class RemoteWorker:
             count = len(ids) if ids is not None else max(1, len(text) // 4)
         self._token_counts[text] = count
         return count
-
-    # -- routing -------------------------------------------------------------------------------
-
-    def _pick(self, exclude: set[str]) -> Upstream:
-        candidates = [u for u in self.upstreams if u.healthy and u.url not in exclude]
-        if not candidates:
-            raise WorkerUnavailable("no healthy model worker")
-        return min(candidates, key=lambda u: u.load)
-
-    async def _open(
-        self,
-        build: Callable[[EngineProfile], tuple[str, dict[str, Any]]],
-        prefer: Upstream | None = None,
-    ) -> tuple[Upstream, httpx.Response]:
-        if not self._ready:
-            raise NotReady("no model worker has answered yet")
-        tried: set[str] = set()
-        while True:
-            if prefer is not None and prefer.healthy and prefer.url not in tried:
-                upstream = prefer
-            else:
-                upstream = self._pick(tried)
-            tried.add(upstream.url)
-            path, body = build(upstream.profile or EngineProfile())
-            if upstream.slots is not None:
-                await upstream.slots.acquire()
-            upstream.in_flight += 1
-            request = self._client.build_request("POST", upstream.url + path, json=body)
-            try:
-                response = await self._client.send(request, stream=True)
-            except httpx.TransportError as exc:
-                self._unlease(upstream)
-                upstream.healthy = False
-                log.warning("worker_failover", url=upstream.url, error=str(exc))
-                continue
-            if response.status_code == 200:
-                return upstream, response
-            detail = (await response.aread()).decode("utf-8", "replace")[:500]
-            await response.aclose()
-            self._unlease(upstream)
-            if 400 <= response.status_code < 500:
-                raise _refusal(detail)
-            upstream.healthy = False
-            log.warning("worker_failover", url=upstream.url, status=response.status_code)
-
-    def _unlease(self, upstream: Upstream) -> None:
-        upstream.in_flight -= 1
-        if upstream.slots is not None:
-            upstream.slots.release()
-
-    async def release(self, upstream: Upstream, response: httpx.Response) -> None:
-        """A stream's request is over (ended, cancelled or cut): the upstream sees the disconnect."""
-        self._unlease(upstream)
-        await response.aclose()
-
-    # -- health --------------------------------------------------------------------------------
-
-    async def _poll_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self._poll_once()
-
-    async def _poll_once(self) -> None:
-        for up in self.upstreams:
-            if up.profile is None:
-                await self._discover(up)
-                continue
-            try:
-                await self._check(up)
-            except httpx.TimeoutException:
-                # An engine busy with our requests (llama.cpp answers nothing while it generates) is
-                # slow, not down; one with nothing of ours in flight that does not answer is down.
-                up.healthy = up.in_flight > 0
-            except (httpx.HTTPError, ValueError):
-                up.healthy = False
-        self._ready = self._ready or any(u.healthy for u in self.upstreams)
-
-    async def _discover(self, up: Upstream) -> None:
-        profile = await discover(self._client, up.url)
-        if profile is None:
-            up.healthy = False
-            return
-        up.profile, up.healthy = profile, True
-        if profile.max_concurrency is not None:
-            up.slots = asyncio.Semaphore(profile.max_concurrency)
-        if not any(u.profile for u in self.upstreams if u is not up):  # the first engine found names the model
-            self.model_id = profile.model_id or self.model_id
-            self.context_length = profile.context_length or self.context_length
-        log.info("engine_found", url=up.url, engine=profile.kind, model=profile.model_id, notes=profile.notes)
-
-    async def _check(self, up: Upstream) -> None:
-        assert up.profile is not None
-        r = await self._client.get(up.url + up.profile.health_path, timeout=2.0)
-        up.healthy = r.status_code == 200
-        if up.profile.kind == "stopgate" and up.healthy:
-            info = r.json()
-            up.healthy = info.get("ready", True) is not False
-            up.reported_queue = int(info.get("queue_depth", 0))
-            up.reported_load = up.reported_queue + int(info.get("active", 0))
-        elif up.profile.kind == "vllm" and up.healthy:
-            m = await self._client.get(up.url + "/metrics", timeout=2.0)
-            if m.status_code == 200:
-                running, waiting = vllm_load(m.text)
-                up.reported_queue, up.reported_load = waiting, running + waiting
-
-
-def _refusal(detail: str) -> RequestError:
-    """An engine's 4xx as the client's 400, with the engine's message and ``param`` when it names one."""
-    import json
-
-    message, param = detail, None
-    with contextlib.suppress(ValueError, AttributeError, TypeError):
-        error = json.loads(detail).get("error") or {}
-        if isinstance(error, dict):
-            message = str(error.get("message") or detail)
-            param = error.get("param")
-    return RequestError(f"the model worker refused the request: {message}", param=param)

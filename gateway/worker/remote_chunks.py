@@ -93,11 +93,16 @@ class ChunkReader:
         self.top_k = top_logprobs
         self.counter = counter
         self.index = 0
-        self.end_tokens = 0  # end-of-sequence tokens seen (counted by the engine's usage, not events)
+        # end-of-sequence tokens with their logprobs entry: counted in the engine's usage, given to no rule
+        self.end_events: list[TokenEvent] = []
         self.raw: list[str] = []  # what the engine generated, markers included (what a continuation continues)
         self._queue: deque[_Token] = deque()
         self._phase: Phase | None = None  # phase of the last token with text
         self._reasoning_open = False
+
+    @property
+    def end_tokens(self) -> int:
+        return len(self.end_events)
 
     @property
     def raw_text(self) -> str:
@@ -155,8 +160,12 @@ class ChunkReader:
         entries = _entries(choice, self.top_k)
         finish = choice.get("finish_reason")
         if finish == "stop" and entries and not reasoning and not content and not tool_calls:
-            self.end_tokens += len(entries)
-            entries = []  # the end-of-sequence token: the engine counts it in usage, but it is no text
+            # the end-of-sequence token: the engine counts it in usage, but it is no text
+            self.end_events += [
+                TokenEvent(self.index, token_id(e.token), "", e.logprob, phase="answer", top_logprobs=e.top)
+                for e in entries
+            ]
+            entries = []
         if not entries:
             if not (reasoning or content or tool_calls):
                 return []

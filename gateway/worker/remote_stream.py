@@ -106,6 +106,12 @@ class RemoteTokenStream:
         return self.reader.end_tokens
 
     @property
+    def end_events(self) -> list[TokenEvent]:
+        """Those end-of-sequence tokens as events without text, for their logprobs entries (the engine
+        sends one for each token it counts)."""
+        return self.reader.end_events
+
+    @property
     def remaining(self) -> int:
         """Tokens of the request's budget not yet generated (both phases, appended text included)."""
         return self.params.max_tokens - self.events - self.appended_tokens

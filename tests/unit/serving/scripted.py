@@ -13,8 +13,17 @@ def events(texts: Sequence[str], phase: Phase = "answer", start: int = 0) -> lis
 
 
 class ScriptedStream:
-    def __init__(self, script: list[TokenEvent], after_end: list[TokenEvent], finish: str, once: bool = False) -> None:
+    def __init__(
+        self,
+        script: list[TokenEvent],
+        after_end: list[TokenEvent],
+        finish: str,
+        once: bool = False,
+        end_events: Sequence[TokenEvent] = (),
+    ) -> None:
         self.prompt_tokens = 7
+        self.end_events = list(end_events)  # like a remote engine's EOS entries: counted, no text
+        self.end_tokens = len(self.end_events)
         self._once = once  # like a remote stream's HTTP response: a second iteration cannot read on
         self._iterated = False
         self.finish_reason: str | None = None
@@ -48,6 +57,7 @@ class ScriptedWorker:
     after_end: list[TokenEvent] = field(default_factory=list)
     finish: str = "stop"
     once: bool = False
+    end_events: list[TokenEvent] = field(default_factory=list)
     probe_answer: str = "42"
     model_id: str = "scripted"
     context_length: int = 4096
@@ -64,7 +74,9 @@ class ScriptedWorker:
 
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream:
         self.params = params
-        stream = ScriptedStream(self.script[: params.max_tokens], self.after_end, self.finish, self.once)
+        stream = ScriptedStream(
+            self.script[: params.max_tokens], self.after_end, self.finish, self.once, self.end_events
+        )
         self.streams.append(stream)
         return stream
 

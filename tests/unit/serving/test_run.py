@@ -149,6 +149,16 @@ async def test_logprobs_come_with_the_tokens_they_belong_to() -> None:
     assert len(entries) == len(SENTENCES) and "".join(e["token"] for e in entries) == text(deltas)
 
 
+async def test_an_engines_end_of_sequence_entry_closes_the_logprobs_and_the_count() -> None:
+    """A remote engine's EOS (counted in its usage, no text) comes last in logprobs: entries == completion tokens."""
+    eos = TokenEvent(len(SENTENCES), 2, "", -0.01)
+    svc, audit = service(ScriptedWorker(events(SENTENCES), end_events=[eos]))
+    deltas, run = await run_all(svc, call(logprobs=True))
+    entries = [e for d in deltas for e in d.logprobs]
+    assert entries[-1]["token"] == "" and entries[-1]["logprob"] == -0.01
+    assert len(entries) == run.completion_tokens == audit.records[0].completion_tokens == len(SENTENCES) + 1
+
+
 async def test_abort_ends_a_running_stream_with_the_drain_error() -> None:
     """abort_all (drain deadline) makes deltas() raise Draining; the record says so."""
     svc, audit = service(ScriptedWorker(events(SENTENCES)))

@@ -57,13 +57,13 @@ def test_chunk_without_logprobs_is_one_token_and_an_empty_delta_none() -> None:
 
 
 def test_end_of_sequence_entry_in_the_finishing_chunk_is_not_a_token() -> None:
-    """vLLM's EOS logprob entry (no text, finish_reason stop) gives no event."""
+    """vLLM's EOS logprob entry (no text, finish_reason stop) gives no event; it is kept for its logprobs."""
     r = reader()
     events = read_all(
         r, [chat("Hi", ("token_id:5", -0.1)), {**chat("", ("token_id:2", -0.01)), "finish_reason": "stop"}]
     )
     assert [e.token_id for e in events] == [5]
-    assert r.end_tokens == 1
+    assert r.end_tokens == 1 and [(e.text, e.logprob) for e in r.end_events] == [("", -0.01)]
 
 
 def test_reasoning_content_and_reasoning_are_thinking() -> None:
