@@ -53,12 +53,16 @@ PROMPTS = (
 )
 
 
+TTFT_SAMPLES = 12
+"""TTFTs per side at least, at every concurrency (one stream: twelve batches each way)."""
+
+
 @dataclass(frozen=True)
 class Options:
     engine_url: str | None = field(default=None, metadata={"help": "the engine to measure against (loopback)"})
     streams: str = field(default="1,8,64", metadata={"help": "concurrent streams per batch, comma-separated"})
     tokens: int = field(default=64, metadata={"help": "max_tokens per request to the engine"})
-    rounds: int = field(default=3, metadata={"help": "batches each way per concurrency, taken in turn"})
+    rounds: int = field(default=3, metadata={"help": "batches each way per concurrency, taken in turn (one stream: >= 12)"})
     relay_streams: str = field(default="64,256", metadata={"help": "concurrent clients for the relay capacity"})
     relay_tokens: int = field(default=256, metadata={"help": "max_tokens per relay request"})
     relay_seconds: float = field(default=20.0, metadata={"help": "seconds per relay measurement"})
@@ -202,7 +206,8 @@ def _engine_comparison(options: Options, settings: Settings, tmp: Path) -> dict[
             bodies = [_body(model, i, options.tokens) for i in range(n)]
             direct: list[tuple[list[Sample], float]] = []
             through: list[tuple[list[Sample], float]] = []
-            for _ in range(options.rounds):
+            # A TTFT p50 wants samples: one stream gets as many rounds as it takes for TTFT_SAMPLES.
+            for _ in range(max(options.rounds, -(-TTFT_SAMPLES // n))):
                 direct.append(asyncio.run(batch(engine, bodies, {})))
                 through.append(asyncio.run(batch(gw.url, bodies, off)))
             out[f"streams_{n}"] = _compare(direct, through)

@@ -115,3 +115,30 @@ async def test_cancel_stops_the_engine_generating(worker: RemoteWorker, engine: 
         await asyncio.sleep(3.0)
         after = _generation_tokens((await client.get(engine.url + "/metrics")).text)
     assert after - before < 40, f"the engine generated {after - before} tokens for a request cancelled at 3"
+
+
+@pytest.mark.skipif(KIND != "llamacpp", reason="reads llama.cpp's own timing lines")
+async def test_cancel_stops_llamacpp_generating(worker: RemoteWorker, engine: Engine) -> None:
+    """After a cancel at 3 tokens of 300, llama.cpp's own eval count stays within a few tokens (its log)."""
+    if not engine.log.is_file():
+        pytest.skip("the engine's log is not at hand (STOPGATE_ENGINE_LOG)")
+    start = engine.log.stat().st_size
+    stream = await worker.generate(
+        [ChatMessage("user", "Write a long poem about the sea.")], SamplingParams(max_tokens=300)
+    )
+    seen = 0
+    async for _ in stream:
+        seen += 1
+        if seen == 3:
+            stream.cancel()
+    await asyncio.sleep(2.0)
+    # One request at a time: this one runs only once the cancelled generation has ended.
+    after = await worker.generate([ChatMessage("user", "Say hi.")], SamplingParams(max_tokens=2))
+    assert len([e async for e in after]) == 2
+    await asyncio.sleep(1.0)
+    with engine.log.open("rb") as fh:
+        fh.seek(start)
+        appended = fh.read().decode("utf-8", "replace")
+    runs = [int(n) for n in re.findall(r"\beval time =.*?/\s*(\d+) runs", appended)]
+    assert runs, "llama.cpp printed no timing line for the requests"
+    assert max(runs) < 40, f"llama.cpp decoded {max(runs)} tokens in one request after a cancel at 3"
