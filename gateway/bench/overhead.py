@@ -62,7 +62,7 @@ class Options:
     engine_url: str | None = field(default=None, metadata={"help": "the engine to measure against (loopback)"})
     streams: str = field(default="1,8,64", metadata={"help": "concurrent streams per batch, comma-separated"})
     tokens: int = field(default=64, metadata={"help": "max_tokens per request to the engine"})
-    rounds: int = field(default=3, metadata={"help": "batches each way per concurrency, taken in turn (one stream: >= 12)"})
+    rounds: int = field(default=3, metadata={"help": "batches each way per concurrency (one stream: >= 12)"})
     relay_streams: str = field(default="64,256", metadata={"help": "concurrent clients for the relay capacity"})
     relay_tokens: int = field(default=256, metadata={"help": "max_tokens per relay request"})
     relay_seconds: float = field(default=20.0, metadata={"help": "seconds per relay measurement"})
