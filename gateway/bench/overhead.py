@@ -70,6 +70,9 @@ class Options:
         default=0.0, metadata={"help": "the synthetic upstream's per-stream token interval (0: as fast as it can)"}
     )
     skip_relay: bool = field(default=False, metadata={"help": "only the engine comparison"})
+    force_domain: str | None = field(
+        default=None, metadata={"help": "send x-stopgate-domain NAME: the gateway without the classifier"}
+    )
     json: Path | None = field(default=None, metadata={"help": "write the figures here"})
 
 
@@ -199,6 +202,8 @@ def _engine_comparison(options: Options, settings: Settings, tmp: Path) -> dict[
     out: dict[str, Any] = {"engine_url": engine, "model": model, "tokens": options.tokens}
     with serve(settings, tmp / "gateway-engine.log", env) as gw:
         off = {"x-stopgate-policy": "off", "x-stopgate-admin-key": gw.admin_key}
+        if options.force_domain:
+            off["x-stopgate-domain"] = options.force_domain
         warm = [_body(model, 0, 8)]
         asyncio.run(batch(engine, warm, {}))
         asyncio.run(batch(gw.url, warm, off))
