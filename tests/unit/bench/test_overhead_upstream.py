@@ -6,7 +6,8 @@ import asyncio
 
 import httpx
 
-from gateway.bench.overhead import Sample, _body, _compare, stream_once
+from gateway.bench.overhead import _compare
+from gateway.bench.streams import Sample, chat_body, stream_once
 from gateway.bench.upstream import Upstream
 from gateway.worker.protocol import ChatMessage, SamplingParams
 from gateway.worker.remote import RemoteWorker
@@ -23,7 +24,7 @@ async def test_stream_once_reads_ttft_usage_tokens_and_gaps() -> None:
     server, url = await start_upstream()
     try:
         async with httpx.AsyncClient() as client:
-            sample = await stream_once(client, url, _body("synthetic", 0, 40), {}, gaps=True)
+            sample = await stream_once(client, url, chat_body("synthetic", 0, 40), {}, gaps=True)
     finally:
         server.close()
     assert sample.error is None and sample.ttft_s is not None
