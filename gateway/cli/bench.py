@@ -16,6 +16,7 @@ import argparse
 import importlib
 import signal
 import sys
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -54,10 +55,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _typed_handler(module: ModuleType) -> Any:
     def handler(args: argparse.Namespace) -> int:
+        options, settings = options_from_args(module.Options, args), settings_from_args(args)
+        if threading.current_thread() is not threading.main_thread():  # e.g. called from a test's thread
+            return int(module.run(options, settings))
         # SIGTERM (timeout, kill) unwinds like Ctrl-C, so the gateway/Redis/engine processes a benchmark
         # started are stopped by their context managers instead of left running.
-        signal.signal(signal.SIGTERM, _exit_on_term)
-        return int(module.run(options_from_args(module.Options, args), settings_from_args(args)))
+        previous = signal.signal(signal.SIGTERM, _exit_on_term)
+        try:
+            return int(module.run(options, settings))
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return handler
 
