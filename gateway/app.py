@@ -91,6 +91,8 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
                 metrics=services.metrics,
                 ratelimit=ratelimit,
                 samples=autopilot.samples,
+                # A remote engine's prefill hides the classifier; a wrong guess costs one cancelled request.
+                early_start=bool(settings.worker_url),
             )
             services.attach(ratelimit=ratelimit, policies=policies, audit=audit, chat=chat, autopilot=autopilot.runner)
             await stack.enter_async_context(_running(worker))

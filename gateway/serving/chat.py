@@ -1,7 +1,8 @@
 """``ChatService``: one chat request from routing to its recorded outcome, with no knowledge of HTTP.
 
 open(call)   stream slot -> rate limit -> route (classifier / operator override, pinned policy)
-             -> ``Budget.resolve`` (the one place) -> worker stream -> ``Enforcer`` -> ``ChatRun``
+             -> ``Budget.resolve`` (the one place) -> worker stream -> ``Enforcer`` -> ``ChatRun``;
+             the worker stream may start while the classifier works (``_route_and_generate``)
 run.deltas() the edge frames the output (``gateway.serving.run``)
 run.close()  -> ``_record(run, outcome)``: exactly once per request, into metrics, the rate limiter,
              the audit log and, for sampled requests, the autopilot's sample store
@@ -13,6 +14,7 @@ Drain (SIGTERM): ``begin_drain`` refuses new requests, ``wait_idle`` waits for t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -25,11 +27,11 @@ from gateway.serving.call import Budget, ChatCall
 from gateway.serving.enforcement import Enforcer
 from gateway.serving.outcome import Outcome
 from gateway.serving.ports import AuditSink, RequestLimiter, StreamMetrics
-from gateway.serving.routing import Router
+from gateway.serving.routing import Route, Router
 from gateway.serving.run import ChatRun
 from gateway.serving.samples import sample_of_run
 from gateway.serving.sampling import is_sampled
-from gateway.worker.protocol import SamplingParams, ThinkingMode, Worker
+from gateway.worker.protocol import SamplingParams, ThinkingMode, TokenStream, Worker
 
 if TYPE_CHECKING:
     from gateway.policy.schema import Policy
@@ -50,6 +52,7 @@ class ChatService:
         metrics: StreamMetrics | None = None,
         ratelimit: RequestLimiter | None = None,
         samples: SampleSink | None = None,
+        early_start: bool = False,
     ) -> None:
         self.worker = worker
         self.router = router
@@ -60,6 +63,7 @@ class ChatService:
         self.metrics = metrics
         self.ratelimit = ratelimit
         self.samples = samples  # the autopilot's sample store, when autopilot is wired
+        self.early_start = early_start  # guess the worker request before the route is known (remote engines)
         self.background: set[asyncio.Task[None]] = set()  # quality samples finishing after their response
         self._runs: dict[str, tuple[ChatRun, AuditDraft]] = {}  # running requests and their audit drafts
         self._opening = 0
@@ -106,26 +110,9 @@ class ChatService:
     async def _start(self, call: ChatCall, draft: AuditDraft) -> ChatRun:
         if self.ratelimit is not None and call.api_key_id:
             await self.ratelimit.check(call.api_key_id)
-        route = await self.router.route(call)
-        draft.domain, draft.domain_confidence = route.domain, route.confidence
-        draft.policy, draft.policy_version = route.policy_name, route.policy_version
-        draft.policy_hash = route.policy_hash or None
+        route, stream = await self._route_and_generate(call, draft)
         policy = route.policy
-        budget = Budget.resolve(
-            call.max_tokens, policy, default_max_tokens=self.default_max_tokens, effort=call.reasoning_effort
-        )
-        thinking = _thinking_mode(policy, call)
-        params = SamplingParams(
-            max_tokens=budget.total,
-            temperature=call.temperature,
-            top_p=call.top_p,
-            seed=call.seed,
-            top_logprobs=call.top_logprobs,
-            thinking=thinking,
-            extra=call.extra,
-        )
-        # The worker tokenizes once, refuses a prompt longer than its context, and keeps the budget inside it.
-        stream = await self.worker.generate(call.messages, params)
+        budget, thinking, _ = self._request(call, policy)
         draft.prompt_tokens = stream.prompt_tokens
         draft.max_tokens = budget.total
         enforcer = Enforcer(
@@ -141,6 +128,71 @@ class ChatService:
         return ChatRun(
             call, route, stream, enforcer, on_close=self._record, background=self.background, sampled=sampled
         )
+
+    def _request(self, call: ChatCall, policy: Policy | None) -> tuple[Budget, ThinkingMode, SamplingParams]:
+        """What the worker is asked for under ``policy``: the budget (resolved here only), the thinking mode."""
+        budget = Budget.resolve(
+            call.max_tokens, policy, default_max_tokens=self.default_max_tokens, effort=call.reasoning_effort
+        )
+        thinking = _thinking_mode(policy, call)
+        params = SamplingParams(
+            max_tokens=budget.total,
+            temperature=call.temperature,
+            top_p=call.top_p,
+            seed=call.seed,
+            top_logprobs=call.top_logprobs,
+            thinking=thinking,
+            extra=call.extra,
+        )
+        return budget, thinking, params
+
+    async def _route_and_generate(self, call: ChatCall, draft: AuditDraft) -> tuple[Route, TokenStream]:
+        """The route and the worker stream. The generation starts while the classifier works (its latency
+        then overlaps the engine's prefill instead of adding to the TTFT) when no domain's policy would
+        change what the worker is asked for (same budget, same thinking mode), or, with ``early_start``,
+        with the request most domains would make: re-sent when the route's policy asks otherwise."""
+        early = self._early_request(call)
+        routing = asyncio.ensure_future(self.router.route(call))
+        stream: TokenStream | None = None
+        try:
+            if early is not None:
+                try:
+                    # The worker tokenizes once, refuses a prompt longer than its context, keeps the budget inside it.
+                    stream = await self.worker.generate(call.messages, early)
+                finally:
+                    if stream is None:  # the worker refused: the record still names the route
+                        with contextlib.suppress(Exception):
+                            _note_route(draft, await routing)
+            route = await routing
+            _note_route(draft, route)
+            params = self._request(call, route.policy)[2]
+            if stream is not None and params != early:  # a policy changed meanwhile: ask again
+                stream.cancel()
+                stream = None
+            if stream is None:
+                stream = await self.worker.generate(call.messages, params)
+        except BaseException:
+            routing.cancel()
+            if stream is not None:
+                stream.cancel()
+            raise
+        return route, stream
+
+    def _early_request(self, call: ChatCall) -> SamplingParams | None:
+        """The worker request most domains' policies would make (None: wait for the route).
+
+        Exact when every domain asks the same; otherwise a guess that costs, when wrong, one request
+        cancelled right after the classifier answers, so it is made only with ``early_start``."""
+        if call.admin and call.force_domain is not None:
+            return None  # no classifier to wait for
+        policies = self.router.policies
+        if policies is None:
+            return self._request(call, None)[2]
+        requests = [self._request(call, policies.get(d).policy)[2] for d in sorted(self.router.domain_names)]
+        best = max(requests, key=requests.count)  # the first of the most common
+        if not self.early_start and requests.count(best) < len(requests):
+            return None
+        return best
 
     def _record(self, run: ChatRun, outcome: Outcome) -> None:
         """The one place a finished request is counted: metrics, limits, log, audit, samples."""
@@ -211,6 +263,12 @@ class ChatService:
         for run in runs:
             run.abort(Draining(reason))
         return len(runs)
+
+
+def _note_route(draft: AuditDraft, route: Route) -> None:
+    draft.domain, draft.domain_confidence = route.domain, route.confidence
+    draft.policy, draft.policy_version = route.policy_name, route.policy_version
+    draft.policy_hash = route.policy_hash or None
 
 
 def _thinking_mode(policy: Policy | None, call: ChatCall) -> ThinkingMode:
