@@ -103,16 +103,16 @@ def _own_gateway(options: Options, settings: Settings) -> Iterator[OwnGateway]:
     records in its audit log are counted."""
     key = "bench-" + secrets.token_hex(8)
     with tempfile.TemporaryDirectory(prefix="stopgate-load-") as tmp, local_redis(Path(tmp) / "redis") as redis:
+        audit = Path(tmp) / "audit.jsonl"  # counted after the gateway stops
         env = {
             "STOPGATE_REDIS_URL": redis.url,
             "STOPGATE_API_KEYS": key,
-            "STOPGATE_AUDIT_LOG": str(Path(tmp) / "audit.jsonl"),  # counted after the gateway stops
+            "STOPGATE_AUDIT_LOG": str(audit),
             "STOPGATE_MAX_BATCH_SIZE": str(settings.max_batch_size),
             # Room above the client count: a client may open its next stream a moment before the
             # server has released the previous one.
             "STOPGATE_MAX_CONCURRENT_STREAMS": str(options.streams * 2),
         }
-        audit = Path(tmp) / "audit.jsonl"
         with serve(settings, Path(tmp) / "gateway.log", env) as gateway:
             own = OwnGateway(gateway.url, key, gateway.pid)
             yield own

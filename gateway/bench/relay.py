@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from gateway.bench.server import serve
+from gateway.bench.server import serve, stop
 from gateway.bench.streams import Sample, chat_body, pct, stream_once, sub
 from gateway.errors import ConfigError
 from gateway.redis_server import free_port
@@ -52,11 +52,7 @@ def synthetic_upstream(token_interval_ms: float = 0.0) -> Iterator[str]:
             raise ConfigError("the synthetic upstream did not start")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, grace_s=10)
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -53,12 +53,17 @@ def serve(settings: Settings, log_path: Path, env: Mapping[str, str], timeout: f
             wait_ready(url, proc, log_path, timeout)
             yield Gateway(url, proc.pid, admin_key)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop(proc, grace_s=30)
+
+
+def stop(proc: subprocess.Popen[bytes], *, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL if it is still there after ``grace_s``; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def wait_ready(

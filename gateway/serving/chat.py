@@ -110,9 +110,8 @@ class ChatService:
     async def _start(self, call: ChatCall, draft: AuditDraft) -> ChatRun:
         if self.ratelimit is not None and call.api_key_id:
             await self.ratelimit.check(call.api_key_id)
-        route, stream = await self._route_and_generate(call, draft)
+        route, budget, params, stream = await self._route_and_generate(call, draft)
         policy = route.policy
-        budget, thinking, _ = self._request(call, policy)
         draft.prompt_tokens = stream.prompt_tokens
         draft.max_tokens = budget.total
         enforcer = Enforcer(
@@ -120,7 +119,7 @@ class ChatService:
             budget,
             worker=self.worker,
             rules_on=not call.rules_off,
-            thinking_on=thinking != "off",
+            thinking_on=params.thinking != "off",
             end_text=self.end_of_thinking,
             question=call.last_user_text,
         )
@@ -129,54 +128,56 @@ class ChatService:
             call, route, stream, enforcer, on_close=self._record, background=self.background, sampled=sampled
         )
 
-    def _request(self, call: ChatCall, policy: Policy | None) -> tuple[Budget, ThinkingMode, SamplingParams]:
-        """What the worker is asked for under ``policy``: the budget (resolved here only), the thinking mode."""
+    def _request(self, call: ChatCall, policy: Policy | None) -> tuple[Budget, SamplingParams]:
+        """What the worker is asked for under ``policy``: the budget (resolved here only) and the params."""
         budget = Budget.resolve(
             call.max_tokens, policy, default_max_tokens=self.default_max_tokens, effort=call.reasoning_effort
         )
-        thinking = _thinking_mode(policy, call)
         params = SamplingParams(
             max_tokens=budget.total,
             temperature=call.temperature,
             top_p=call.top_p,
             seed=call.seed,
             top_logprobs=call.top_logprobs,
-            thinking=thinking,
+            thinking=_thinking_mode(policy, call),
             extra=call.extra,
         )
-        return budget, thinking, params
+        return budget, params
 
-    async def _route_and_generate(self, call: ChatCall, draft: AuditDraft) -> tuple[Route, TokenStream]:
-        """The route and the worker stream. The generation starts while the classifier works (its latency
-        then overlaps the engine's prefill instead of adding to the TTFT) when no domain's policy would
-        change what the worker is asked for (same budget, same thinking mode), or, with ``early_start``,
-        with the request most domains would make: re-sent when the route's policy asks otherwise."""
+    async def _route_and_generate(
+        self, call: ChatCall, draft: AuditDraft
+    ) -> tuple[Route, Budget, SamplingParams, TokenStream]:
+        """The route, its budget and worker request, and the worker stream. The generation starts while the
+        classifier works (its latency then overlaps the engine's prefill instead of adding to the TTFT)
+        when no domain's policy would change what the worker is asked for (same budget, same thinking
+        mode), or, with ``early_start``, with the request most domains would make: re-sent when the
+        route's policy asks otherwise. The worker tokenizes once, refuses a prompt longer than its
+        context, and keeps the budget inside it."""
         early = self._early_request(call)
         routing = asyncio.ensure_future(self.router.route(call))
         stream: TokenStream | None = None
         try:
             if early is not None:
                 try:
-                    # The worker tokenizes once, refuses a prompt longer than its context, keeps the budget inside it.
                     stream = await self.worker.generate(call.messages, early)
-                finally:
-                    if stream is None:  # the worker refused: the record still names the route
-                        with contextlib.suppress(Exception):
-                            _note_route(draft, await routing)
+                except BaseException:
+                    with contextlib.suppress(Exception):  # the refusal's record still names the route
+                        _note_route(draft, await routing)
+                    raise
             route = await routing
-            _note_route(draft, route)
-            params = self._request(call, route.policy)[2]
-            if stream is not None and params != early:  # a policy changed meanwhile: ask again
-                stream.cancel()
-                stream = None
-            if stream is None:
-                stream = await self.worker.generate(call.messages, params)
         except BaseException:
             routing.cancel()
             if stream is not None:
                 stream.cancel()
             raise
-        return route, stream
+        _note_route(draft, route)
+        budget, params = self._request(call, route.policy)
+        if stream is not None and params != early:  # the guess was wrong, or a policy changed meanwhile
+            stream.cancel()
+            stream = None
+        if stream is None:
+            stream = await self.worker.generate(call.messages, params)
+        return route, budget, params, stream
 
     def _early_request(self, call: ChatCall) -> SamplingParams | None:
         """The worker request most domains' policies would make (None: wait for the route).
@@ -187,8 +188,8 @@ class ChatService:
             return None  # no classifier to wait for
         policies = self.router.policies
         if policies is None:
-            return self._request(call, None)[2]
-        requests = [self._request(call, policies.get(d).policy)[2] for d in sorted(self.router.domain_names)]
+            return self._request(call, None)[1]
+        requests = [self._request(call, policies.get(d).policy)[1] for d in sorted(self.router.domain_names)]
         best = max(requests, key=requests.count)  # the first of the most common
         if not self.early_start and requests.count(best) < len(requests):
             return None

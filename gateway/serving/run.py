@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -92,8 +92,14 @@ class ChatRun:
     @property
     def completion_tokens(self) -> int:
         """Tokens generated, as the engine's usage counts them: an end-of-sequence token that a remote
-        engine counts but sends no text for (``end_tokens``) included; it never reaches the rules."""
-        return self.enforcer.completion_tokens + int(getattr(self.stream, "end_tokens", 0) or 0)
+        engine counts but sends no text for (``end_events``) included; it never reaches the rules."""
+        return self.enforcer.completion_tokens + len(self._end_events)
+
+    @property
+    def _end_events(self) -> Sequence[TokenEvent]:
+        """A remote stream's end-of-sequence tokens (``RemoteTokenStream.end_events``); none locally."""
+        events: Sequence[TokenEvent] = getattr(self.stream, "end_events", ())
+        return events
 
     async def deltas(self) -> AsyncIterator[Delta]:
         """Output piece by piece; the engines decide after each token whether to go on."""
@@ -147,9 +153,8 @@ class ChatRun:
             # the worker ended it: its budget -> length, a tool call -> tool_calls, else (EOS) stop
             ended = self.stream.finish_reason
             self.finish_reason = ended if ended in ("length", "tool_calls") else "stop"
-            ends = getattr(self.stream, "end_events", ()) if want_logprobs else ()
-            if ends:  # the engine's end-of-sequence entries: one logprobs entry per token it counts
-                yield Delta(content="", logprobs=tuple(logprob_entry(e) for e in ends))
+            if want_logprobs and self._end_events:  # one logprobs entry per token the engine counts
+                yield Delta(content="", logprobs=tuple(logprob_entry(e) for e in self._end_events))
 
     def abort(self, error: StopgateError) -> None:
         """End the stream now with ``error`` (drain deadline): ``deltas()`` raises it."""

@@ -101,10 +101,6 @@ class ChunkReader:
         self._reasoning_open = False
 
     @property
-    def end_tokens(self) -> int:
-        return len(self.end_events)
-
-    @property
     def raw_text(self) -> str:
         return "".join(self.raw)
 

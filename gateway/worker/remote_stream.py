@@ -100,15 +100,10 @@ class RemoteTokenStream:
         return [self.reader.raw_text]
 
     @property
-    def end_tokens(self) -> int:
-        """End-of-sequence tokens the engine generated and counts in its usage, given as no event
-        (so no rule sees them): ``completion_tokens`` equal to the engine's = events + this."""
-        return self.reader.end_tokens
-
-    @property
     def end_events(self) -> list[TokenEvent]:
-        """Those end-of-sequence tokens as events without text, for their logprobs entries (the engine
-        sends one for each token it counts)."""
+        """End-of-sequence tokens the engine generated and counts in its usage, as events without text that
+        no rule sees: ``completion_tokens`` equal to the engine's = events + these; their logprobs entries
+        close the client's logprobs."""
         return self.reader.end_events
 
     @property

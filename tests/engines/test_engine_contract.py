@@ -99,19 +99,24 @@ def _generation_tokens(metrics: str) -> float:
     )
 
 
+async def _cancel_at_three_of_300(worker: RemoteWorker) -> None:
+    """A 300-token request read for three tokens, then cancelled."""
+    stream = await worker.generate(
+        [ChatMessage("user", "Write a long poem about the sea.")], SamplingParams(max_tokens=300)
+    )
+    seen = 0
+    async for _ in stream:
+        seen += 1
+        if seen == 3:
+            stream.cancel()
+
+
 @pytest.mark.skipif(KIND != "vllm", reason="needs vLLM's /metrics")
 async def test_cancel_stops_the_engine_generating(worker: RemoteWorker, engine: Engine) -> None:
     """After a cancel at 3 tokens of 300, the engine's own generation counter stops within a few tokens."""
     async with httpx.AsyncClient(timeout=10) as client:
         before = _generation_tokens((await client.get(engine.url + "/metrics")).text)
-        stream = await worker.generate(
-            [ChatMessage("user", "Write a long poem about the sea.")], SamplingParams(max_tokens=300)
-        )
-        seen = 0
-        async for _ in stream:
-            seen += 1
-            if seen == 3:
-                stream.cancel()
+        await _cancel_at_three_of_300(worker)
         await asyncio.sleep(3.0)
         after = _generation_tokens((await client.get(engine.url + "/metrics")).text)
     assert after - before < 40, f"the engine generated {after - before} tokens for a request cancelled at 3"
@@ -123,14 +128,7 @@ async def test_cancel_stops_llamacpp_generating(worker: RemoteWorker, engine: En
     if not engine.log.is_file():
         pytest.skip("the engine's log is not at hand (STOPGATE_ENGINE_LOG)")
     start = engine.log.stat().st_size
-    stream = await worker.generate(
-        [ChatMessage("user", "Write a long poem about the sea.")], SamplingParams(max_tokens=300)
-    )
-    seen = 0
-    async for _ in stream:
-        seen += 1
-        if seen == 3:
-            stream.cancel()
+    await _cancel_at_three_of_300(worker)
     await asyncio.sleep(2.0)
     # One request at a time: this one runs only once the cancelled generation has ended.
     after = await worker.generate([ChatMessage("user", "Say hi.")], SamplingParams(max_tokens=2))

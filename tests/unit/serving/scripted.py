@@ -23,7 +23,6 @@ class ScriptedStream:
     ) -> None:
         self.prompt_tokens = 7
         self.end_events = list(end_events)  # like a remote engine's EOS entries: counted, no text
-        self.end_tokens = len(self.end_events)
         self._once = once  # like a remote stream's HTTP response: a second iteration cannot read on
         self._iterated = False
         self.finish_reason: str | None = None

@@ -63,7 +63,7 @@ def test_end_of_sequence_entry_in_the_finishing_chunk_is_not_a_token() -> None:
         r, [chat("Hi", ("token_id:5", -0.1)), {**chat("", ("token_id:2", -0.01)), "finish_reason": "stop"}]
     )
     assert [e.token_id for e in events] == [5]
-    assert r.end_tokens == 1 and [(e.text, e.logprob) for e in r.end_events] == [("", -0.01)]
+    assert len(r.end_events) == 1 and [(e.text, e.logprob) for e in r.end_events] == [("", -0.01)]
 
 
 def test_reasoning_content_and_reasoning_are_thinking() -> None:
@@ -172,4 +172,4 @@ def test_the_one_token_fast_path_reads_exactly_like_the_general_one() -> None:
         got = [e for c in choices for e in fast.read(c)] + fast.finish()
         want = [e for c in choices for e in general._read_any(c)] + general.finish()
         assert got == want
-        assert fast.raw_text == general.raw_text and fast.end_tokens == general.end_tokens
+        assert fast.raw_text == general.raw_text and fast.end_events == general.end_events
