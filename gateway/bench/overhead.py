@@ -4,8 +4,11 @@
    streamed requests sent to the engine directly and through a ``stopgate serve`` subprocess that
    has it as its remote worker, batches of N concurrent streams taken in turn (direct, gateway,
    direct, ...) for N in ``--streams``. Reported per N: TTFT p50/p99 both ways and the difference
-   (TTFT added), completion tokens/s both ways and the ratio. Stopping rules are off for these
-   requests (``X-Stopgate-Policy: off``): both sides must generate the same tokens.
+   (TTFT added), completion tokens/s both ways and the ratio. First, ``--ttft-pairs`` one-token
+   requests, direct and through the gateway in turn: the TTFT added with enough samples to show a
+   few ms (p50 both ways, their difference, the mean paired difference and its standard error).
+   Stopping rules are off for these requests (``X-Stopgate-Policy: off``): both sides must
+   generate the same tokens.
 2. Relay capacity: one gateway process in front of the synthetic upstream
    (``gateway.bench.upstream``, streams chunks with logprobs as fast as it can), shipped policies
    on, for ``--relay-streams`` concurrent clients looping requests for ``--relay-seconds``:
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import statistics
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -52,6 +57,9 @@ class Options:
     streams: str = field(default="1,8,64", metadata={"help": "concurrent streams per batch, comma-separated"})
     tokens: int = field(default=64, metadata={"help": "max_tokens per request to the engine"})
     rounds: int = field(default=3, metadata={"help": "batches each way per concurrency (one stream: >= 12)"})
+    ttft_pairs: int = field(
+        default=100, metadata={"help": "one-token requests, direct then through the gateway, for the TTFT added"}
+    )
     relay_streams: str = field(default="64,256", metadata={"help": "concurrent clients for the relay capacity"})
     relay_tokens: int = field(default=256, metadata={"help": "max_tokens per relay request"})
     relay_seconds: float = field(default=20.0, metadata={"help": "seconds per relay measurement"})
@@ -112,6 +120,9 @@ def _engine_comparison(options: Options, settings: Settings, tmp: Path) -> dict[
         warm = [chat_body(model, 0, 8)]
         asyncio.run(batch(engine, warm, {}))
         asyncio.run(batch(gw.url, warm, off))
+        if options.ttft_pairs:
+            out["ttft_pairs"] = asyncio.run(_ttft_pairs(engine, gw.url, off, model, options.ttft_pairs))
+            print(f"ttft_pairs: {json.dumps(out['ttft_pairs'])}", file=sys.stderr, flush=True)
         for n in _ints(options.streams):
             bodies = [chat_body(model, i, options.tokens) for i in range(n)]
             direct: list[tuple[list[Sample], float]] = []
@@ -123,6 +134,31 @@ def _engine_comparison(options: Options, settings: Settings, tmp: Path) -> dict[
             out[f"streams_{n}"] = _compare(direct, through)
             print(f"streams={n}: {json.dumps(out[f'streams_{n}'])}", file=sys.stderr, flush=True)
     return out
+
+
+async def _ttft_pairs(engine: str, gateway: str, headers: dict[str, str], model: str, pairs: int) -> dict[str, Any]:
+    """The TTFT added, from one-token requests one at a time: direct, then through the gateway, ``pairs``
+    times. A CPU engine's TTFT spreads over tens of ms from one request to the next, so a few-ms
+    difference needs many samples; pairs taken in turn also cancel a drift of the engine's speed."""
+    direct: list[float] = []
+    through: list[float] = []
+    body = [chat_body(model, 0, 1)]
+    for _ in range(pairs):
+        (d,), _ = await batch(engine, body, {})
+        (g,), _ = await batch(gateway, body, headers)
+        if d.ttft_s is not None and g.ttft_s is not None:
+            direct.append(d.ttft_s * 1000)
+            through.append(g.ttft_s * 1000)
+    diffs = [g - d for d, g in zip(direct, through, strict=True)]
+    d50, g50 = pct(direct, 50), pct(through, 50)
+    return {
+        "pairs": len(diffs),
+        "direct_p50_ms": d50,
+        "gateway_p50_ms": g50,
+        "ttft_added_p50_ms": sub(g50, d50),
+        "added_mean_ms": round(statistics.fmean(diffs), 2) if diffs else None,
+        "added_mean_se_ms": round(statistics.stdev(diffs) / math.sqrt(len(diffs)), 2) if len(diffs) > 1 else None,
+    }
 
 
 def _compare(direct: list[tuple[list[Sample], float]], through: list[tuple[list[Sample], float]]) -> dict[str, Any]:

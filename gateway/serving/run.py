@@ -31,6 +31,9 @@ log = structlog.get_logger(__name__)
 
 CloseHandler = Callable[["ChatRun", Outcome], None]
 
+END_READ_S = 0.5
+"""How long a stream whose budget is spent may take to end on its own."""
+
 
 def logprob_entry(event: TokenEvent) -> dict[str, Any]:
     """One token's entry in OpenAI's ``logprobs.content`` list."""
@@ -139,7 +142,9 @@ class ChatRun:
                     self._unsent = event  # part of the full generation a sample goes on with
                 self.finish_reason = decision.finish_reason
                 self._stopped_by_rule = decision.finish_reason == "stop"
-                if not (self.sampled and self._stopped_by_rule):
+                if decision.finish_reason == "length" and decision.rule is None:
+                    await self._read_end()
+                elif not (self.sampled and self._stopped_by_rule):
                     self.stream.cancel()  # a sampled request generates on, unseen, in close()
                 break
         rest = self._matcher.flush()
@@ -155,6 +160,20 @@ class ChatRun:
             self.finish_reason = ended if ended in ("length", "tool_calls") else "stop"
             if want_logprobs and self._end_events:  # one logprobs entry per token the engine counts
                 yield Delta(content="", logprobs=tuple(logprob_entry(e) for e in self._end_events))
+
+    async def _read_end(self) -> None:
+        """The budget is spent, and the worker was asked for no more: read the stream's end (a remote
+        engine's usage and ``[DONE]``) instead of disconnecting, so the engine's connection is kept
+        for the next request. A token more, or no end within ``END_READ_S``: it is cancelled."""
+        try:
+            async with asyncio.timeout(END_READ_S):
+                async for _ in self._events:
+                    break
+                else:
+                    return
+        except TimeoutError:
+            pass
+        self.stream.cancel()
 
     def abort(self, error: StopgateError) -> None:
         """End the stream now with ``error`` (drain deadline): ``deltas()`` raises it."""

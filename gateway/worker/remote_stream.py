@@ -67,6 +67,20 @@ def decode_chunk(data: bytes) -> Any:
         return json.loads(data)
 
 
+DRAIN_S = 0.5
+"""How long the end of a response may take after ``[DONE]``."""
+
+
+async def _drain(payloads: AsyncIterator[bytes]) -> None:
+    """Read a finished response to its end, so its connection goes back to the pool: a response
+    closed unread closes its connection, and the next request pays a new TCP handshake (and the
+    engine a new connection). An engine that keeps the response open loses it after ``DRAIN_S``."""
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in payloads:
+                pass
+
+
 class RemoteTokenStream:
     def __init__(
         self,
@@ -144,6 +158,7 @@ class RemoteTokenStream:
                 if self._cancelled or self._leg != leg:
                     return
                 if data == b"[DONE]":
+                    await _drain(payloads)
                     return
                 chunk = decode_chunk(data)
                 if "error" in chunk:

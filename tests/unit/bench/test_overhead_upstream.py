@@ -55,3 +55,19 @@ def test_compare_reports_ttft_added_and_throughput_ratio() -> None:
     out = _compare(direct, through)
     assert out["ttft_added_p50_ms"] == 4.0
     assert out["throughput_ratio"] == 0.8
+
+
+async def test_ttft_pairs_take_one_token_requests_in_turn_and_report_the_difference() -> None:
+    """TTFT pairs: each pair is one request to each side; p50s, their difference and the paired mean come back."""
+    from gateway.bench.overhead import _ttft_pairs
+
+    (a, url_a), (b, url_b) = await start_upstream(), await start_upstream()
+    try:
+        got = await _ttft_pairs(url_a, url_b, {}, "synthetic", 5)
+    finally:
+        a.close()
+        b.close()
+    assert got["pairs"] == 5
+    assert got["direct_p50_ms"] > 0 and got["gateway_p50_ms"] > 0
+    assert got["ttft_added_p50_ms"] == round(got["gateway_p50_ms"] - got["direct_p50_ms"], 2)
+    assert got["added_mean_ms"] is not None and got["added_mean_se_ms"] is not None

@@ -57,6 +57,7 @@ class ScriptedWorker:
     finish: str = "stop"
     once: bool = False
     end_events: list[TokenEvent] = field(default_factory=list)
+    overrun: int = 0  # tokens sent beyond the budget asked for (a misbehaving engine)
     probe_answer: str = "42"
     model_id: str = "scripted"
     context_length: int = 4096
@@ -74,7 +75,7 @@ class ScriptedWorker:
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream:
         self.params = params
         stream = ScriptedStream(
-            self.script[: params.max_tokens], self.after_end, self.finish, self.once, self.end_events
+            self.script[: params.max_tokens + self.overrun], self.after_end, self.finish, self.once, self.end_events
         )
         self.streams.append(stream)
         return stream

@@ -82,6 +82,27 @@ async def test_a_rule_stop_counts_exactly_the_tokens_sent() -> None:
     assert (rec.stop_rule, rec.finish_reason, rec.completion_tokens) == ("sentences", "stop", 3)
 
 
+async def test_a_spent_budget_reads_the_worker_to_its_end_instead_of_cancelling() -> None:
+    """At the budget the worker ends too: its stream is read to the end (a remote engine keeps its connection)."""
+    worker = ScriptedWorker(events(SENTENCES), finish="length")
+    svc, audit = service(worker)
+    deltas, run = await run_all(svc, call(max_tokens=5))
+    assert text(deltas) == "".join(SENTENCES[:5]) and run.finish_reason == "length"
+    assert worker.streams[0].finish_reason == "length"  # ended, not cancelled
+    assert audit.records[0].completion_tokens == 5
+
+
+async def test_a_worker_going_on_past_the_budget_is_cancelled() -> None:
+    """An engine that sends a token beyond the budget it was given is cancelled; the client never sees it."""
+    worker = ScriptedWorker(events(SENTENCES), overrun=2)
+    svc, audit = service(worker)
+    deltas, run = await run_all(svc, call(max_tokens=5))
+    assert text(deltas) == "".join(SENTENCES[:5]) and run.finish_reason == "length"
+    stream = worker.streams[0]
+    assert stream.cancelled and stream.finish_reason is None  # cancelled, not read on to its end
+    assert audit.records[0].completion_tokens == 5
+
+
 async def test_thinking_goes_out_as_reasoning_and_answer_rules_never_see_it() -> None:
     """Three sentences of thought under a one-sentence answer rule: the thought is reasoning, the answer follows."""
     policy = Policy(domain="general", max_tokens=64, rules=(Sentences(max=1),))
