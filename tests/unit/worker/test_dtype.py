@@ -29,8 +29,16 @@ def test_auto_on_cuda_is_bf16() -> None:
 
 
 def test_an_unknown_dtype_is_a_config_error() -> None:
-    """A dtype name outside the three is refused."""
+    """A dtype name outside the four is refused."""
     with pytest.raises(ConfigError):
+        pick_dtype("int8", torch.device("cpu"))
+
+
+def test_float16_on_cpu_needs_fbgemm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """float16 on CPU is fp16 weights through fbgemm; a torch without it is a config error, not a slow path."""
+    assert pick_dtype("float16", torch.device("cpu")) == torch.float16
+    monkeypatch.setattr(model, "fp16_weights_supported", lambda: False)
+    with pytest.raises(ConfigError, match="fbgemm"):
         pick_dtype("float16", torch.device("cpu"))
 
 
@@ -38,4 +46,5 @@ def test_cache_key_suffix_only_for_an_unusual_dtype(monkeypatch: pytest.MonkeyPa
     """CPU fp32 keeps the key it had; CPU bf16 gets its own."""
     monkeypatch.setattr(model, "native_bf16", lambda: False)
     assert unusual_dtype("cpu", "auto") == "" and unusual_dtype("cpu", "float32") == ""
+    assert unusual_dtype("cpu", "float16") == "float16"
     assert unusual_dtype("cpu", "bfloat16") == "bfloat16"
