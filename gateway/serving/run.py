@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from gateway.errors import StopgateError
+from gateway.errors import StopgateError, WorkerError
 from gateway.policy.quality import agrees
 from gateway.serving.call import ChatCall
 from gateway.serving.enforcement import Enforcer
@@ -164,15 +164,16 @@ class ChatRun:
     async def _read_end(self) -> None:
         """The budget is spent, and the worker was asked for no more: read the stream's end (a remote
         engine's usage and ``[DONE]``) instead of disconnecting, so the engine's connection is kept
-        for the next request. A token more, or no end within ``END_READ_S``: it is cancelled."""
+        for the next request. A token more, no end within ``END_READ_S``, or an engine failing after
+        the last token (the client has every token already): it is cancelled."""
         try:
             async with asyncio.timeout(END_READ_S):
                 async for _ in self._events:
                     break
                 else:
                     return
-        except TimeoutError:
-            pass
+        except (TimeoutError, WorkerError) as exc:
+            log.info("stream_end_unread", request_id=self.request_id, reason=type(exc).__name__)
         self.stream.cancel()
 
     def abort(self, error: StopgateError) -> None:

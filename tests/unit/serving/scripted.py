@@ -20,9 +20,11 @@ class ScriptedStream:
         finish: str,
         once: bool = False,
         end_events: Sequence[TokenEvent] = (),
+        end_error: Exception | None = None,
     ) -> None:
         self.prompt_tokens = 7
         self.end_events = list(end_events)  # like a remote engine's EOS entries: counted, no text
+        self._end_error = end_error  # raised once the script is read (an engine failing at the end)
         self._once = once  # like a remote stream's HTTP response: a second iteration cannot read on
         self._iterated = False
         self.finish_reason: str | None = None
@@ -38,6 +40,8 @@ class ScriptedStream:
         self._iterated = True
         while self._script and not self.cancelled:
             yield self._script.pop(0)
+        if self._end_error is not None and not self.cancelled:
+            raise self._end_error
         self.finish_reason = "cancelled" if self.cancelled else self._finish
 
     def cancel(self) -> None:
@@ -58,6 +62,7 @@ class ScriptedWorker:
     once: bool = False
     end_events: list[TokenEvent] = field(default_factory=list)
     overrun: int = 0  # tokens sent beyond the budget asked for (a misbehaving engine)
+    end_error: Exception | None = None
     probe_answer: str = "42"
     model_id: str = "scripted"
     context_length: int = 4096
@@ -75,7 +80,12 @@ class ScriptedWorker:
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> TokenStream:
         self.params = params
         stream = ScriptedStream(
-            self.script[: params.max_tokens + self.overrun], self.after_end, self.finish, self.once, self.end_events
+            self.script[: params.max_tokens + self.overrun],
+            self.after_end,
+            self.finish,
+            self.once,
+            self.end_events,
+            self.end_error,
         )
         self.streams.append(stream)
         return stream

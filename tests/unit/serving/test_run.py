@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gateway.audit.record import AuditRecord
-from gateway.errors import Draining
+from gateway.errors import Draining, WorkerError
 from gateway.policy.rules import Sentences
 from gateway.policy.schema import Policy
 from gateway.policy.store import ActivePolicy
@@ -101,6 +101,15 @@ async def test_a_worker_going_on_past_the_budget_is_cancelled() -> None:
     stream = worker.streams[0]
     assert stream.cancelled and stream.finish_reason is None  # cancelled, not read on to its end
     assert audit.records[0].completion_tokens == 5
+
+
+async def test_an_engine_failing_after_the_last_budget_token_leaves_the_answer_whole() -> None:
+    """The client has every token when the engine's end fails: the request still ends with length, no error."""
+    worker = ScriptedWorker(events(SENTENCES), end_error=WorkerError("upstream broke off"))
+    svc, audit = service(worker)
+    deltas, run = await run_all(svc, call(max_tokens=5))
+    assert text(deltas) == "".join(SENTENCES[:5]) and run.finish_reason == "length"
+    assert audit.records[0].error is None and audit.records[0].completion_tokens == 5
 
 
 async def test_thinking_goes_out_as_reasoning_and_answer_rules_never_see_it() -> None:
