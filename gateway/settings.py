@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from gateway.errors import ConfigError
 
@@ -87,9 +87,9 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        if self.device not in ("auto", "cpu", "cuda"):
+        if self.device not in get_args(Device):
             raise ConfigError(f"STOPGATE_DEVICE must be auto, cpu or cuda, not {self.device!r}")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+        if self.dtype not in get_args(Dtype):
             raise ConfigError(f"STOPGATE_DTYPE must be auto, float32, bfloat16 or float16, not {self.dtype!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"STOPGATE_PORT out of range: {self.port}")

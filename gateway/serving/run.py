@@ -168,9 +168,7 @@ class ChatRun:
         the last token (the client has every token already): it is cancelled."""
         try:
             async with asyncio.timeout(END_READ_S):
-                async for _ in self._events:
-                    break
-                else:
+                if await anext(self._events, None) is None:
                     return
         except (TimeoutError, WorkerError) as exc:
             log.info("stream_end_unread", request_id=self.request_id, reason=type(exc).__name__)

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.worker.fp16_weights import Fp16Linear, fp16_weights_supported
 from gateway.worker.local import LocalWorker
+from gateway.worker.model import load_model
 from gateway.worker.protocol import ChatMessage, SamplingParams
 
 pytestmark = [
@@ -34,10 +35,9 @@ async def greedy(w: LocalWorker, prompt: str) -> str:
     return "".join([e.text async for e in stream])
 
 
-async def test_every_linear_layer_holds_fp16_weights(worker: LocalWorker) -> None:
+def test_every_linear_layer_holds_fp16_weights() -> None:
     """The attention, MLP and output projections are all Fp16Linear; the key says float16."""
-    loaded = worker._loaded
-    assert loaded is not None
+    loaded = load_model("smollm2-135m-instruct", "cpu", Path(".stopgate"), "float16")
     linears = [m for m in loaded.model.modules() if isinstance(m, Fp16Linear)]
     assert len(linears) == 7 * loaded.model.config.num_hidden_layers + 1
     assert loaded.key.endswith("@cpu-float16")
