@@ -91,8 +91,9 @@ def create_app(settings: Settings, *, worker: Worker | None = None) -> Litestar:
                 metrics=services.metrics,
                 ratelimit=ratelimit,
                 samples=autopilot.samples,
-                # A remote engine's prefill hides the classifier; a wrong guess costs one cancelled request.
-                early_start=bool(settings.worker_url),
+                # The prefill hides the classifier. A wrong guess costs one cancelled request: a remote
+                # engine's, or locally one whose prompt the prefix cache hands to the right request.
+                early_start=bool(settings.worker_url) or settings.prefix_cache_mb > 0,
             )
             services.attach(ratelimit=ratelimit, policies=policies, audit=audit, chat=chat, autopilot=autopilot.runner)
             await stack.enter_async_context(_running(worker))

@@ -38,6 +38,13 @@ class Metrics:
             "stopgate_worker_tokens_generated", "Tokens decoded by the worker since start", registry=self.registry
         )
         generated.set_function(lambda: worker.tokens_generated)
+        if hasattr(worker, "prompt_tokens_reused"):  # the local worker's prefix cache
+            reused = Gauge(
+                "stopgate_worker_prompt_tokens_reused",
+                "Prompt tokens taken from the prefix cache instead of computed, since start",
+                registry=self.registry,
+            )
+            reused.set_function(lambda: worker.prompt_tokens_reused)
 
     def stream_opened(self) -> None:
         self.active.inc()

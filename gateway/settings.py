@@ -43,6 +43,8 @@ class Settings:
     worker_url: tuple[str, ...] = ()
     max_concurrent_streams: int = 64
     max_batch_size: int = 16
+    # Prompt KV kept for reuse by prompts that start the same way (local worker); 0 = off.
+    prefix_cache_mb: int = 64
     rate_limit_rpm: int = 0  # per API key, shared across replicas through Redis; 0 = off
     rate_limit_tpm: int = 0
     log_level: str = "info"
@@ -99,6 +101,8 @@ class Settings:
             raise ConfigError("STOPGATE_RATE_LIMIT_RPM / _TPM must be >= 0")
         if self.max_batch_size < 1:
             raise ConfigError("STOPGATE_MAX_BATCH_SIZE must be >= 1")
+        if self.prefix_cache_mb < 0:
+            raise ConfigError("STOPGATE_PREFIX_CACHE_MB must be >= 0 (0 turns the prefix cache off)")
         if self.drain_seconds < 0:
             raise ConfigError("STOPGATE_DRAIN_SECONDS must be >= 0")
         if self.body_timeout_seconds < 1:

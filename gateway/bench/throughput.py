@@ -5,7 +5,9 @@ Measured side by side in one run, same prompt, greedy decoding and token count:
 1. direct: ``model.generate`` in this process (best of ``--repeats``);
 2. one stream through a real ``stopgate serve`` subprocess on loopback, stopping rules off;
 3. ``--streams`` concurrent streams through it (aggregate tokens/s);
-4. TTFT p50: direct prefill + first token vs the first content chunk over HTTP;
+4. TTFT p50: direct prefill + first token vs the first content chunk over HTTP. Each sample asks a
+   different question (``ttft_prompt``), so what a prefix cache can reuse is the chat template's
+   head, as between different users' requests, not a whole repeated prompt;
 5. the peer engine (when given): the same single stream, concurrent streams and TTFT, straight to
    its OpenAI API. Single streams and TTFT samples of the gateway and the engine are taken in
    turn, so a slow spell of a shared machine hits both alike; the ratios are the figures to read.
@@ -176,10 +178,11 @@ def _measure(settings: Settings, options: Options, direct: DirectModel, peer: Pe
         # TTFT: direct, gateway and engine alternate.
         direct_ttfts: list[float] = []
         ttfts: dict[int, list[float]] = {i: [] for i in range(len(targets))}
-        for _ in range(TTFT_SAMPLES):
+        for k in range(TTFT_SAMPLES):
             direct_ttfts.append(direct.ttft_ms())
+            short = {"max_tokens": 2, "min_tokens": 2, "messages": [{"role": "user", "content": ttft_prompt(k)}]}
             for i, t in enumerate(targets):
-                ttfts[i].append(_stream(client, t, {"max_tokens": 2, "min_tokens": 2})["ttft_ms"])
+                ttfts[i].append(_stream(client, t, short)["ttft_ms"])
         aggregates = [_concurrent(t, options.streams) for t in targets]
         client.close()
     out = {
@@ -222,6 +225,12 @@ def _concurrent(target: Target, streams: int) -> float:
     for c in clients:
         c.close()
     return sum(r["tokens"] for r in results) / wall
+
+
+def ttft_prompt(k: int) -> str:
+    """The ``k``-th TTFT sample's question: the same length as ``PROMPT``, differing from the others
+    from its first token on."""
+    return f"{k % 10}. {PROMPT}"
 
 
 def _stream(client: httpx.Client, target: Target, override: dict[str, Any]) -> dict[str, Any]:

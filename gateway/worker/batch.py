@@ -3,6 +3,10 @@
 Row i attends where ``mask[i]`` is 1 (the padding and the tokens a rewind took back are 0); its next
 position is the number of 1s (its length), given as explicit ``position_ids``, so every row runs
 as if it ran alone. Touched only by the decode thread (``gateway.worker.scheduler``).
+
+Prefill starts from the longest prompt prefix the ``PrefixCache`` holds (``gateway.worker.prefix_cache``)
+and stores the prompt it computed, so the template's head, a conversation's history and a probe's
+thinking are computed once.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ from transformers import DynamicCache
 
 from gateway.worker.kv_cache import layers, new_cache
 from gateway.worker.model import LoadedModel
+from gateway.worker.prefix_cache import PrefixCache
 from gateway.worker.sequence import Out, Sequence
 
 
 class Batch:
     """The batch's rows (sequences), their KV cache and mask; prefill, one decode step, splice, keep."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, prefixes: PrefixCache | None = None) -> None:
         self.loaded = loaded
+        self.prefixes = prefixes
         self.rows: list[Sequence] = []
         self._cache: DynamicCache | None = None
         self._mask = torch.zeros((0, 0), dtype=torch.long, device=loaded.device)
@@ -37,9 +43,18 @@ class Batch:
 
     def prefill(self, ids: list[int]) -> tuple[DynamicCache, torch.Tensor]:
         """One sequence alone: its own cache and the logits of its next token."""
-        tensor = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
         cache = new_cache(self.loaded.model.config)
+        hit = self.prefixes.longest(ids) if self.prefixes is not None else None
+        start = 0
+        if hit is not None:
+            start = hit.tokens
+            for layer, (k, v) in zip(layers(cache), hit.kv, strict=True):
+                layer.update(k[:, :, :start], v[:, :, :start])
+        # No position_ids: a single row's positions follow the cache's length.
+        tensor = torch.tensor([ids[start:]], dtype=torch.long, device=self.loaded.device)
         result = self.loaded.model(input_ids=tensor, cache=cache, use_cache=True, logits_to_keep=1)
+        if self.prefixes is not None:
+            self.prefixes.add(ids, [(k.clone(), v.clone()) for k, v in _filled(cache)])
         return cache, result.logits[:, -1, :]
 
     def decode(self) -> torch.Tensor:
@@ -97,3 +112,11 @@ class Batch:
             self._mask = self._mask[:, first:]
             for layer in layers(self._cache):
                 layer.trim_front(first)
+
+
+def _filled(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    out = []
+    for layer in layers(cache):
+        assert layer.keys is not None and layer.values is not None
+        out.append((layer.keys, layer.values))
+    return out

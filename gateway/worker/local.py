@@ -25,7 +25,7 @@ from gateway.worker.protocol import (
     TokenEvent,
     TokenStream,
 )
-from gateway.worker.scheduler import AsyncioDeliver, BatchScheduler
+from gateway.worker.scheduler import DEFAULT_PREFIX_CACHE_MB, AsyncioDeliver, BatchScheduler
 from gateway.worker.sequence import Sequence as BatchSequence
 
 if TYPE_CHECKING:
@@ -96,8 +96,10 @@ class LocalWorker:
         threads: int | None = None,
         markers: ThinkMarkers | None = None,
         dtype: str = "auto",
+        prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
     ) -> None:
         self._spec = (model, device, data_dir, dtype)
+        self._prefix_cache_mb = prefix_cache_mb
         self._max_batch = max_batch
         self._threads = threads  # the decode thread's intra-op threads (``gateway.worker.cores``)
         self._markers = markers or ThinkMarkers()
@@ -121,6 +123,7 @@ class LocalWorker:
             threads=threads,
             markers=ThinkMarkers.parse(markers) if markers else None,
             dtype=settings.dtype,
+            prefix_cache_mb=settings.prefix_cache_mb,
         )
 
     async def start(self) -> None:
@@ -129,7 +132,9 @@ class LocalWorker:
         self.model_id = self._loaded.model_id
         self.context_length = self._loaded.context_length
         self._renderer = ChatRenderer(self._loaded.tokenizer, self._markers)
-        self._scheduler = BatchScheduler(self._loaded, self._max_batch, self._threads)
+        self._scheduler = BatchScheduler(
+            self._loaded, self._max_batch, self._threads, prefix_cache_mb=self._prefix_cache_mb
+        )
         self._scheduler.start()
 
     async def close(self) -> None:
@@ -151,6 +156,11 @@ class LocalWorker:
     @property
     def tokens_generated(self) -> int:
         return self._scheduler.tokens_generated if self._scheduler else 0
+
+    @property
+    def prompt_tokens_reused(self) -> int:
+        """Prompt tokens the prefix cache saved computing (``gateway.worker.prefix_cache``)."""
+        return self._scheduler.prompt_tokens_reused if self._scheduler else 0
 
     def _require(self) -> tuple[LoadedModel, BatchScheduler, ChatRenderer]:
         if self._loaded is None or self._scheduler is None or self._renderer is None:
