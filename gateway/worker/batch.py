@@ -54,7 +54,7 @@ class Batch:
         tensor = torch.tensor([ids[start:]], dtype=torch.long, device=self.loaded.device)
         result = self.loaded.model(input_ids=tensor, cache=cache, use_cache=True, logits_to_keep=1)
         if self.prefixes is not None:
-            self.prefixes.add(ids, [(k.clone(), v.clone()) for k, v in _filled(cache)])
+            self.prefixes.add(ids, _filled(cache))
         return cache, result.logits[:, -1, :]
 
     def decode(self) -> torch.Tensor:

@@ -82,7 +82,8 @@ class PrefixCache:
         return PrefixHit(best, self._entries[best_key].kv)
 
     def add(self, ids: Sequence[int], kv: list[LayerKV]) -> None:
-        """Keep ``kv`` (the columns of all of ``ids``; the cache owns the tensors from now on)."""
+        """Keep a copy of ``kv``, the columns of all of ``ids`` (views of a live cache are fine: only
+        what is kept is copied, so a prompt over the budget costs no copy)."""
         nbytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
         if nbytes > self.max_bytes or len(ids) < self.min_reuse:
             return
@@ -96,7 +97,11 @@ class PrefixCache:
                 self._drop(key)
         while self._entries and self.nbytes + nbytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
-        self._entries[next(self._keys)] = _Entry(query, kv, nbytes)
+        kept = [
+            (k.clone(memory_format=torch.contiguous_format), v.clone(memory_format=torch.contiguous_format))
+            for k, v in kv
+        ]
+        self._entries[next(self._keys)] = _Entry(query, kept, nbytes)
         self.nbytes += nbytes
 
     def clear(self) -> None:

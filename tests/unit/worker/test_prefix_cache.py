@@ -95,3 +95,13 @@ def test_bytes_stay_within_budget_and_hits_are_true_prefixes(prompts: list[list[
         assert 0 <= cache.nbytes <= cache.max_bytes
     cache.clear()
     assert cache.nbytes == 0 and len(cache) == 0
+
+
+def test_an_entry_is_a_copy_of_the_columns_it_was_given() -> None:
+    """The live cache goes on decoding into its buffer: an entry made from its views does not change with it."""
+    cache = PrefixCache(10_000, min_reuse=4)
+    live = kv(10)
+    cache.add(list(range(10)), live)
+    live[0][0].fill_(-1)
+    hit = cache.longest(list(range(11)))
+    assert hit is not None and torch.equal(hit.kv[0][0][0, 0, :, 0], torch.arange(10, dtype=torch.float32))
