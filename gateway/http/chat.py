@@ -147,7 +147,15 @@ async def _sse(run: ChatRun, model: str, include_usage: bool) -> AsyncIterator[b
         if include_usage:
             info = run.stopgate_info()
             yield frame(
-                usage_chunk(rid, created, model, run.prompt_tokens, run.completion_tokens, info["reasoning_tokens"])
+                usage_chunk(
+                    rid,
+                    created,
+                    model,
+                    run.prompt_tokens,
+                    run.completion_tokens,
+                    info["reasoning_tokens"],
+                    run.cached_tokens,
+                )
             )
         yield DONE
         disconnected = False
@@ -201,7 +209,7 @@ async def _complete(run: ChatRun, model: str) -> dict[str, Any]:
                 "finish_reason": run.finish_reason,
             }
         ],
-        "usage": usage(run.prompt_tokens, run.completion_tokens, info["reasoning_tokens"]),
+        "usage": usage(run.prompt_tokens, run.completion_tokens, info["reasoning_tokens"], run.cached_tokens),
         "stopgate": info,
         "system_fingerprint": None,
     }

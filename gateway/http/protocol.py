@@ -222,18 +222,28 @@ class ChunkFrames:
         return b"".join((self._head, _encode(delta), b',"logprobs":', lp, b',"finish_reason":null}]}\n\n'))
 
 
-def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> dict[str, Any]:
-    """OpenAI's usage object; ``completion_tokens`` counts both phases, thinking in the details."""
+def usage(
+    prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0, cached_tokens: int = 0
+) -> dict[str, Any]:
+    """OpenAI's usage object; ``completion_tokens`` counts both phases, thinking in the details; the
+    prompt tokens a prefix cache held in ``prompt_tokens_details.cached_tokens``."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
         "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
     }
 
 
 def usage_chunk(
-    rid: str, created: int, model: str, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0
+    rid: str,
+    created: int,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    reasoning_tokens: int = 0,
+    cached_tokens: int = 0,
 ) -> dict[str, Any]:
     """The last chunk of a stream with ``stream_options.include_usage``: no choices, the usage."""
     return {
@@ -242,7 +252,7 @@ def usage_chunk(
         "created": created,
         "model": model,
         "choices": [],
-        "usage": usage(prompt_tokens, completion_tokens, reasoning_tokens),
+        "usage": usage(prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens),
     }
 
 

@@ -104,36 +104,42 @@ class ResponseShape:
             body["usage"] = _usage_counts(prompt_tokens, 0, 0)
         return body
 
-    def whole(self, events: list[TokenEvent], finish: str | None, prompt_tokens: int) -> dict[str, Any]:
+    def whole(
+        self, events: list[TokenEvent], finish: str | None, prompt_tokens: int, cached_tokens: int = 0
+    ) -> dict[str, Any]:
         return {
             "id": self.rid,
             "object": "chat.completion" if self.chat else "text_completion",
             "created": self.created,
             "model": self.model,
             "choices": [self._choice(events, _openai_finish(finish), True)],
-            "usage": _usage(prompt_tokens, events),
+            "usage": _usage(prompt_tokens, events, cached_tokens),
         }
 
-    def usage_chunk(self, prompt_tokens: int, events_seen: int, thinking: int) -> dict[str, Any]:
+    def usage_chunk(
+        self, prompt_tokens: int, events_seen: int, thinking: int, cached_tokens: int = 0
+    ) -> dict[str, Any]:
         return {
             "id": self.rid,
             "object": "chat.completion.chunk" if self.chat else "text_completion",
             "created": self.created,
             "model": self.model,
             "choices": [],
-            "usage": _usage_counts(prompt_tokens, events_seen, thinking),
+            "usage": _usage_counts(prompt_tokens, events_seen, thinking, cached_tokens),
         }
 
 
-def _usage(prompt_tokens: int, events: list[TokenEvent]) -> dict[str, Any]:
-    return _usage_counts(prompt_tokens, len(events), sum(1 for e in events if e.phase == "thinking"))
+def _usage(prompt_tokens: int, events: list[TokenEvent], cached_tokens: int) -> dict[str, Any]:
+    thinking = sum(1 for e in events if e.phase == "thinking")
+    return _usage_counts(prompt_tokens, len(events), thinking, cached_tokens)
 
 
-def _usage_counts(prompt_tokens: int, completion: int, thinking: int) -> dict[str, Any]:
+def _usage_counts(prompt_tokens: int, completion: int, thinking: int, cached_tokens: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": prompt_tokens + completion,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
         "completion_tokens_details": {"reasoning_tokens": thinking},
     }
 
@@ -162,7 +168,7 @@ async def whole_response(stream: TokenStream, shape: ResponseShape) -> dict[str,
             events.append(event)
     finally:
         stream.cancel()
-    return shape.whole(events, stream.finish_reason, stream.prompt_tokens)
+    return shape.whole(events, stream.finish_reason, stream.prompt_tokens, stream.cached_tokens)
 
 
 async def sse_events(
@@ -178,7 +184,7 @@ async def sse_events(
             yield frame(shape.piece([event]))
         yield frame(shape.piece([], _openai_finish(stream.finish_reason)))
         if include_usage:
-            yield frame(shape.usage_chunk(stream.prompt_tokens, count, thinking))
+            yield frame(shape.usage_chunk(stream.prompt_tokens, count, thinking, stream.cached_tokens))
         yield DONE
     except StopgateError as exc:
         yield frame(describe(exc)[1])

@@ -93,6 +93,11 @@ class ChatRun:
         return self.stream.prompt_tokens
 
     @property
+    def cached_tokens(self) -> int:
+        """Of the prompt tokens, those the worker's prefix cache held (usage ``prompt_tokens_details``)."""
+        return self.stream.cached_tokens
+
+    @property
     def completion_tokens(self) -> int:
         """Tokens generated, as the engine's usage counts them: an end-of-sequence token that a remote
         engine counts but sends no text for (``end_events``) included; it never reaches the rules."""

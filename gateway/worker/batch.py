@@ -41,8 +41,9 @@ class Batch:
     def clear(self) -> None:
         self.rows, self._cache = [], None
 
-    def prefill(self, ids: list[int]) -> tuple[DynamicCache, torch.Tensor]:
-        """One sequence alone: its own cache and the logits of its next token."""
+    def prefill(self, ids: list[int]) -> tuple[DynamicCache, torch.Tensor, int]:
+        """One sequence alone: its own cache, the logits of its next token, and how many of ``ids``
+        came from the prefix cache."""
         cache = new_cache(self.loaded.model.config)
         hit = self.prefixes.longest(ids) if self.prefixes is not None else None
         start = 0
@@ -55,7 +56,7 @@ class Batch:
         result = self.loaded.model(input_ids=tensor, cache=cache, use_cache=True, logits_to_keep=1)
         if self.prefixes is not None:
             self.prefixes.add(ids, _filled(cache))
-        return cache, result.logits[:, -1, :]
+        return cache, result.logits[:, -1, :], start
 
     def decode(self) -> torch.Tensor:
         """One forward pass for every row (each feeds its next id); the logits of each row's next token."""

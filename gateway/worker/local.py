@@ -50,6 +50,10 @@ class LocalTokenStream:
             self._queue.put_nowait((epoch, item))
 
     @property
+    def cached_tokens(self) -> int:
+        return self._seq.cached_tokens
+
+    @property
     def token_ids(self) -> list[int]:
         """Prompt and the ids after it up to what the caller has read (what a probe continues from).
 

@@ -113,6 +113,11 @@ class TokenStream(Protocol):
     prompt_tokens: int
     finish_reason: FinishReason | None
 
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens the engine took from its prefix cache instead of computing (0: none, or not
+        reported); known once the first token is out."""
+
     def __aiter__(self) -> AsyncIterator[TokenEvent]: ...
 
     def cancel(self) -> None:

@@ -98,6 +98,7 @@ class RemoteTokenStream:
         self.params = params
         self.reader = reader
         self.prompt_tokens = 0
+        self.cached_tokens = 0
         self.finish_reason: FinishReason | None = None
         self.engine_completion_tokens: int | None = None  # the engine's usage figure for the last leg
         self.events = 0
@@ -180,6 +181,9 @@ class RemoteTokenStream:
     def _usage(self, usage: dict[str, Any], leg: int) -> None:
         if leg == 0 and usage.get("prompt_tokens"):
             self.prompt_tokens = int(usage["prompt_tokens"])
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        if leg == 0 and isinstance(cached, int):  # vLLM with --enable-prompt-tokens-details, stopgate worker
+            self.cached_tokens = cached
         if usage.get("completion_tokens") is not None:
             self.engine_completion_tokens = int(usage["completion_tokens"])
 

@@ -180,7 +180,9 @@ class BatchScheduler:
                 seq.finish("cancelled", out)
                 continue
             try:
-                cache, logits = self._batch.prefill([*seq.prompt_ids, *seq.tail])
+                cache, logits, reused = self._batch.prefill([*seq.prompt_ids, *seq.tail])
+                if not seq.tail:  # a first prefill, not a resumed one
+                    seq.cached_tokens = reused
                 seq.in_kv = len(seq.tail)
                 (sampled,) = sample(logits, [seq], self._token_text)
             except Exception as exc:  # this request alone fails; it is in neither queue nor batch now

@@ -54,6 +54,7 @@ class Sequence:
         thinking: bool = False,
     ) -> None:
         self.prompt_ids = prompt_ids
+        self.cached_tokens = 0  # of the prompt, from the prefix cache at its first prefill
         self.params = params
         self.deliver = deliver
         self.detokenizer = detokenizer

@@ -190,3 +190,14 @@ def test_prompt_longer_than_the_context_is_a_400(gateway: RunningGateway) -> Non
     r = gateway.chat("word " * 9000, max_tokens=4, timeout=60)
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_usage_counts_the_prompt_tokens_the_prefix_cache_held(gateway: RunningGateway) -> None:
+    """Two different questions share the template's head: the second's usage says those prompt tokens were cached."""
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused")
+    for question in ("Name a river.", "Name a mountain."):
+        resp = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": question}], max_tokens=4, temperature=0
+        )
+    details = resp.usage.prompt_tokens_details
+    assert details is not None and 16 <= (details.cached_tokens or 0) < resp.usage.prompt_tokens

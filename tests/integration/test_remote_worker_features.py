@@ -87,3 +87,11 @@ async def test_what_the_local_worker_cannot_do_is_its_400_naming_the_param(remot
     with pytest.raises(RequestError) as info:
         await remote.generate(QUESTION, SamplingParams(max_tokens=4, extra=extra))
     assert info.value.param in ("tools", "tool_choice")
+
+
+async def test_cached_prompt_tokens_come_through_from_the_engines_usage(remote: RemoteWorker) -> None:
+    """A stopgate worker reports the prompt tokens its prefix cache held; the remote stream carries them."""
+    for question in ("Name a river.", "Name a mountain."):
+        stream = await remote.generate([ChatMessage("user", question)], SamplingParams(max_tokens=3))
+        _ = [e async for e in stream]
+    assert 16 <= stream.cached_tokens < stream.prompt_tokens

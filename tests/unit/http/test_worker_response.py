@@ -19,6 +19,7 @@ class BreakingStream:
         self.cancelled = False
         self.finish_reason = None
         self.prompt_tokens = 3
+        self.cached_tokens = 0
 
     async def __aiter__(self) -> AsyncIterator[TokenEvent]:
         yield TokenEvent(0, 7, "Hi", -0.1, 0.5)
@@ -56,6 +57,7 @@ class ListStream:
 
     def __init__(self, events: list[TokenEvent], finish: str = "stop") -> None:
         self.events, self.finish_reason, self.prompt_tokens = events, finish, 4
+        self.cached_tokens = 2
 
     async def __aiter__(self) -> AsyncIterator[TokenEvent]:
         for e in self.events:
@@ -108,3 +110,9 @@ async def test_tool_call_events_stream_as_tool_call_deltas_and_finish_tool_calls
     frames_ = [json.loads(f.removeprefix("data: ")) for f in out[:-1]]
     assert frames_[1]["choices"][0]["delta"] == {"tool_calls": [call]}
     assert frames_[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+async def test_usage_reports_the_prompt_tokens_the_prefix_cache_held() -> None:
+    """The stream's cached_tokens is usage.prompt_tokens_details.cached_tokens, as OpenAI and vLLM report it."""
+    out = await chunks([TokenEvent(0, 3, "Yes", -0.1)])
+    assert out[-1]["usage"]["prompt_tokens_details"] == {"cached_tokens": 2}

@@ -23,6 +23,7 @@ class ScriptedStream:
         end_error: Exception | None = None,
     ) -> None:
         self.prompt_tokens = 7
+        self.cached_tokens = 0
         self.end_events = list(end_events)  # like a remote engine's EOS entries: counted, no text
         self._end_error = end_error  # raised once the script is read (an engine failing at the end)
         self._once = once  # like a remote stream's HTTP response: a second iteration cannot read on

@@ -16,6 +16,7 @@ from gateway.worker.protocol import ChatMessage, ProbeResult, SamplingParams, To
 
 class IdleStream:
     prompt_tokens = 3
+    cached_tokens = 0
     finish_reason = None
 
     async def __aiter__(self) -> AsyncIterator[TokenEvent]:
