@@ -10,6 +10,8 @@ Rows are left-padded to a common length (``gateway.worker.batch``); the 2-D atte
 the padding (and the tokens a rewind took back) and explicit ``position_ids`` keep every row's
 positions as if it ran alone, so greedy output matches a request decoded on its own. Appended tokens are fed one per
 step like sampled ones (``gateway.worker.sequence``), so that holds for them too.
+
+Idle for ``TRIM_AFTER_IDLE_S``, the thread hands the heap's free pages back (``gateway.worker.heap``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import structlog
 import torch
 
 from gateway.errors import WorkerError
+from gateway.worker import heap
 from gateway.worker.batch import Batch
 from gateway.worker.cores import current_threads, pin_threads
 from gateway.worker.detokenize import TokenTexts
@@ -34,6 +37,10 @@ from gateway.worker.sequence import Deliver, Item, Out, Sampled, Sequence
 __all__ = ["AsyncioDeliver", "BatchScheduler", "Deliver", "Item", "Out", "Sequence"]
 
 log = structlog.get_logger(__name__)
+
+TRIM_AFTER_IDLE_S = 0.5
+"""Idle this long, the decode thread trims the heap (``gateway.worker.heap``); a request that comes
+sooner finds its pages still mapped."""
 
 DEFAULT_PREFIX_CACHE_MB = 64
 """``STOPGATE_PREFIX_CACHE_MB``: ~1,400 prompt tokens of SmolLM2-135M's fp32 KV (46 KB a token)."""
@@ -120,18 +127,29 @@ class BatchScheduler:
         self.decode_threads = current_threads()
         self._pinned.set()
         with torch.inference_mode():
+            dirty = False  # steps ran since the heap was last trimmed
             while True:
                 with self._wake:
-                    while not (self._stopping or self._pending or self._batch.rows or self._injections):
-                        self._wake.wait()
-                    if self._stopping:
-                        break
+                    while not (self._stopping or self._has_work()):
+                        if not self._wake.wait(TRIM_AFTER_IDLE_S if dirty else None) and dirty:
+                            break
+                    stopping, work = self._stopping, self._has_work()
+                if stopping:
+                    break
+                if not work:  # idle for a while: what the steps freed goes back to the OS
+                    heap.trim()
+                    dirty = False
+                    continue
+                dirty = True
                 try:
                     self._step()
                 except Exception as exc:  # a broken step fails its requests, not the worker
                     log.exception("decode_step_failed")
                     self._fail_all(WorkerError(f"generation failed: {type(exc).__name__}: {exc}"))
         self._fail_all(WorkerError("worker is shutting down"))
+
+    def _has_work(self) -> bool:
+        return bool(self._pending or self._batch.rows or self._injections)
 
     def _step(self) -> None:
         admitted: Out = []
