@@ -45,6 +45,8 @@ class Settings:
     max_batch_size: int = 16
     # Prompt KV kept for reuse by prompts that start the same way (local worker); 0 = off.
     prefix_cache_mb: int = 64
+    # Idle this long, the local worker returns freed heap pages to the OS; 0 = never.
+    heap_trim_idle_ms: int = 500
     rate_limit_rpm: int = 0  # per API key, shared across replicas through Redis; 0 = off
     rate_limit_tpm: int = 0
     log_level: str = "info"
@@ -103,6 +105,8 @@ class Settings:
             raise ConfigError("STOPGATE_MAX_BATCH_SIZE must be >= 1")
         if self.prefix_cache_mb < 0:
             raise ConfigError("STOPGATE_PREFIX_CACHE_MB must be >= 0 (0 turns the prefix cache off)")
+        if self.heap_trim_idle_ms < 0:
+            raise ConfigError("STOPGATE_HEAP_TRIM_IDLE_MS must be >= 0 (0: never trim)")
         if self.drain_seconds < 0:
             raise ConfigError("STOPGATE_DRAIN_SECONDS must be >= 0")
         if self.body_timeout_seconds < 1:

@@ -25,7 +25,7 @@ from gateway.worker.protocol import (
     TokenEvent,
     TokenStream,
 )
-from gateway.worker.scheduler import DEFAULT_PREFIX_CACHE_MB, AsyncioDeliver, BatchScheduler
+from gateway.worker.scheduler import DEFAULT_PREFIX_CACHE_MB, DEFAULT_TRIM_IDLE_MS, AsyncioDeliver, BatchScheduler
 from gateway.worker.sequence import Sequence as BatchSequence
 
 if TYPE_CHECKING:
@@ -101,9 +101,11 @@ class LocalWorker:
         markers: ThinkMarkers | None = None,
         dtype: str = "auto",
         prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
+        trim_idle_ms: int = DEFAULT_TRIM_IDLE_MS,
     ) -> None:
         self._spec = (model, device, data_dir, dtype)
         self._prefix_cache_mb = prefix_cache_mb
+        self._trim_idle_ms = trim_idle_ms
         self._max_batch = max_batch
         self._threads = threads  # the decode thread's intra-op threads (``gateway.worker.cores``)
         self._markers = markers or ThinkMarkers()
@@ -128,6 +130,7 @@ class LocalWorker:
             markers=ThinkMarkers.parse(markers) if markers else None,
             dtype=settings.dtype,
             prefix_cache_mb=settings.prefix_cache_mb,
+            trim_idle_ms=settings.heap_trim_idle_ms,
         )
 
     async def start(self) -> None:
@@ -137,7 +140,11 @@ class LocalWorker:
         self.context_length = self._loaded.context_length
         self._renderer = ChatRenderer(self._loaded.tokenizer, self._markers)
         self._scheduler = BatchScheduler(
-            self._loaded, self._max_batch, self._threads, prefix_cache_mb=self._prefix_cache_mb
+            self._loaded,
+            self._max_batch,
+            self._threads,
+            prefix_cache_mb=self._prefix_cache_mb,
+            trim_idle_ms=self._trim_idle_ms,
         )
         self._scheduler.start()
 

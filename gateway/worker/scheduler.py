@@ -11,7 +11,7 @@ the padding (and the tokens a rewind took back) and explicit ``position_ids`` ke
 positions as if it ran alone, so greedy output matches a request decoded on its own. Appended tokens are fed one per
 step like sampled ones (``gateway.worker.sequence``), so that holds for them too.
 
-Idle for ``TRIM_AFTER_IDLE_S``, the thread hands the heap's free pages back (``gateway.worker.heap``).
+Idle for ``trim_idle_ms``, the thread hands the heap's free pages back (``gateway.worker.heap``).
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ __all__ = ["AsyncioDeliver", "BatchScheduler", "Deliver", "Item", "Out", "Sequen
 
 log = structlog.get_logger(__name__)
 
-TRIM_AFTER_IDLE_S = 0.5
-"""Idle this long, the decode thread trims the heap (``gateway.worker.heap``); a request that comes
-sooner finds its pages still mapped."""
+DEFAULT_TRIM_IDLE_MS = 500
+"""``STOPGATE_HEAP_TRIM_IDLE_MS``: idle this long, the decode thread trims the heap (``gateway.worker.heap``).
+A request that comes sooner finds its pages still mapped; the first one after a trim pays ~15-30 ms of
+page faults here."""
 
 DEFAULT_PREFIX_CACHE_MB = 64
 """``STOPGATE_PREFIX_CACHE_MB``: ~1,400 prompt tokens of SmolLM2-135M's fp32 KV (46 KB a token)."""
@@ -54,6 +55,7 @@ class BatchScheduler:
         threads: int | None = None,
         *,
         prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
+        trim_idle_ms: int = DEFAULT_TRIM_IDLE_MS,
     ) -> None:
         self.loaded = loaded
         self.max_batch = max_batch
@@ -68,6 +70,7 @@ class BatchScheduler:
         self._thread: threading.Thread | None = None
         tokenizer = getattr(loaded, "tokenizer", None)
         self._token_text = TokenTexts(tokenizer) if tokenizer is not None else str
+        self.trim_idle_s = trim_idle_ms / 1000 if trim_idle_ms > 0 else None  # None: never trim
         self.prefixes = PrefixCache(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
         self._batch = Batch(loaded, self.prefixes)  # touched only by the decode thread
 
@@ -127,11 +130,11 @@ class BatchScheduler:
         self.decode_threads = current_threads()
         self._pinned.set()
         with torch.inference_mode():
-            dirty = False  # steps ran since the heap was last trimmed
+            dirty = False  # steps ran since the heap was last trimmed (never set when trimming is off)
             while True:
                 with self._wake:
                     while not (self._stopping or self._has_work()):
-                        if not self._wake.wait(TRIM_AFTER_IDLE_S if dirty else None) and dirty:
+                        if not self._wake.wait(self.trim_idle_s if dirty else None) and dirty:
                             break
                     stopping, work = self._stopping, self._has_work()
                 if stopping:
@@ -140,7 +143,7 @@ class BatchScheduler:
                     heap.trim()
                     dirty = False
                     continue
-                dirty = True
+                dirty = self.trim_idle_s is not None
                 try:
                     self._step()
                 except Exception as exc:  # a broken step fails its requests, not the worker
