@@ -146,17 +146,7 @@ async def _sse(run: ChatRun, model: str, include_usage: bool) -> AsyncIterator[b
         yield frame(chunk(rid, created, model, {}, run.finish_reason, run.stopgate_info()))
         if include_usage:
             info = run.stopgate_info()
-            yield frame(
-                usage_chunk(
-                    rid,
-                    created,
-                    model,
-                    run.prompt_tokens,
-                    run.completion_tokens,
-                    info["reasoning_tokens"],
-                    run.cached_tokens,
-                )
-            )
+            yield frame(usage_chunk(rid, created, model, _usage(run, info)))
         yield DONE
         disconnected = False
     except StopgateError as exc:
@@ -209,7 +199,11 @@ async def _complete(run: ChatRun, model: str) -> dict[str, Any]:
                 "finish_reason": run.finish_reason,
             }
         ],
-        "usage": usage(run.prompt_tokens, run.completion_tokens, info["reasoning_tokens"], run.cached_tokens),
+        "usage": _usage(run, info),
         "stopgate": info,
         "system_fingerprint": None,
     }
+
+
+def _usage(run: ChatRun, info: dict[str, Any]) -> dict[str, Any]:
+    return usage(run.prompt_tokens, run.completion_tokens, info["reasoning_tokens"], run.cached_tokens)

@@ -236,15 +236,7 @@ def usage(
     }
 
 
-def usage_chunk(
-    rid: str,
-    created: int,
-    model: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    reasoning_tokens: int = 0,
-    cached_tokens: int = 0,
-) -> dict[str, Any]:
+def usage_chunk(rid: str, created: int, model: str, counts: dict[str, Any]) -> dict[str, Any]:
     """The last chunk of a stream with ``stream_options.include_usage``: no choices, the usage."""
     return {
         "id": rid,
@@ -252,7 +244,7 @@ def usage_chunk(
         "created": created,
         "model": model,
         "choices": [],
-        "usage": usage(prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens),
+        "usage": counts,
     }
 
 

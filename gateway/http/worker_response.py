@@ -15,6 +15,7 @@ import structlog
 
 from gateway.errors import StopgateError
 from gateway.http.errors import describe, internal_error
+from gateway.http.protocol import usage
 from gateway.http.sse import DONE, frame
 from gateway.worker.protocol import TokenEvent, TokenStream
 
@@ -101,7 +102,7 @@ class ResponseShape:
         body = self.piece([])
         body["choices"][0]["delta"] = {"role": "assistant", "content": ""}
         if prompt_tokens is not None:
-            body["usage"] = _usage_counts(prompt_tokens, 0, 0)
+            body["usage"] = usage(prompt_tokens, 0)
         return body
 
     def whole(
@@ -125,23 +126,13 @@ class ResponseShape:
             "created": self.created,
             "model": self.model,
             "choices": [],
-            "usage": _usage_counts(prompt_tokens, events_seen, thinking, cached_tokens),
+            "usage": usage(prompt_tokens, events_seen, thinking, cached_tokens),
         }
 
 
 def _usage(prompt_tokens: int, events: list[TokenEvent], cached_tokens: int) -> dict[str, Any]:
     thinking = sum(1 for e in events if e.phase == "thinking")
-    return _usage_counts(prompt_tokens, len(events), thinking, cached_tokens)
-
-
-def _usage_counts(prompt_tokens: int, completion: int, thinking: int, cached_tokens: int = 0) -> dict[str, Any]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion,
-        "total_tokens": prompt_tokens + completion,
-        "prompt_tokens_details": {"cached_tokens": cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": thinking},
-    }
+    return usage(prompt_tokens, len(events), thinking, cached_tokens)
 
 
 def _merge_calls(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -179,11 +179,12 @@ class RemoteTokenStream:
                         self.finish_reason = _FINISH.get(reason, "stop")
 
     def _usage(self, usage: dict[str, Any], leg: int) -> None:
-        if leg == 0 and usage.get("prompt_tokens"):
-            self.prompt_tokens = int(usage["prompt_tokens"])
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-        if leg == 0 and isinstance(cached, int):  # vLLM with --enable-prompt-tokens-details, stopgate worker
-            self.cached_tokens = cached
+        if leg == 0:
+            if usage.get("prompt_tokens"):
+                self.prompt_tokens = int(usage["prompt_tokens"])
+            cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+            if isinstance(cached, int):  # vLLM with --enable-prompt-tokens-details, stopgate worker
+                self.cached_tokens = cached
         if usage.get("completion_tokens") is not None:
             self.engine_completion_tokens = int(usage["completion_tokens"])
 

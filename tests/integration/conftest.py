@@ -5,9 +5,10 @@ One server per session (the model loads once); it talks to the session's real Re
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,21 @@ import uvicorn
 from gateway.app import create_app, create_worker_app
 from gateway.redis_server import LocalRedis, free_port
 from gateway.settings import Settings
+from gateway.worker.local import LocalWorker
 
 ADMIN_KEY = "test-admin-key"
 MODEL = "smollm2-135m-instruct"
+
+
+@contextlib.asynccontextmanager
+async def running_local_worker(**options: Any) -> AsyncIterator[LocalWorker]:
+    """The embedded model in a started ``LocalWorker`` on CPU (``options`` as its keywords), closed on leaving."""
+    worker = LocalWorker(MODEL, "cpu", Path(".stopgate"), **options)
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.close()
 
 
 def chat_body(content: str, **fields: Any) -> dict[str, Any]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import torch
 
-from gateway.worker.local import LocalWorker
 from gateway.worker.protocol import ChatMessage, SamplingParams
+from tests.integration.conftest import running_local_worker
 
 
 @pytest.fixture
@@ -22,12 +21,8 @@ def one_thread_default() -> Iterator[None]:
 
 async def test_decode_thread_takes_the_reserved_cores_and_the_caller_keeps_one(one_thread_default: None) -> None:
     """With threads=2 the decode thread pins 2 intra-op threads; the caller's default stays 1."""
-    worker = LocalWorker("smollm2-135m-instruct", "cpu", Path(".stopgate"), max_batch=2, threads=2)
-    await worker.start()
-    try:
+    async with running_local_worker(max_batch=2, threads=2) as worker:
         assert worker._scheduler is not None and worker._scheduler.decode_threads == 2
         assert torch.get_num_threads() == 1
         stream = await worker.generate([ChatMessage("user", "Say hi.")], SamplingParams(max_tokens=3))
         assert len([e async for e in stream]) >= 1
-    finally:
-        await worker.close()

@@ -13,6 +13,7 @@ from gateway.worker.fp16_weights import Fp16Linear, fp16_weights_supported
 from gateway.worker.local import LocalWorker
 from gateway.worker.model import load_model
 from gateway.worker.protocol import ChatMessage, SamplingParams
+from tests.integration.conftest import running_local_worker
 
 pytestmark = [
     pytest.mark.model,
@@ -24,10 +25,8 @@ PROMPTS = ("Name three fruits.", "What is the capital of France?", "Describe rai
 
 @pytest.fixture(scope="module")
 async def worker() -> AsyncIterator[LocalWorker]:
-    w = LocalWorker("smollm2-135m-instruct", "cpu", Path(".stopgate"), max_batch=4, dtype="float16")
-    await w.start()
-    yield w
-    await w.close()
+    async with running_local_worker(max_batch=4, dtype="float16") as w:
+        yield w
 
 
 async def greedy(w: LocalWorker, prompt: str) -> str:

@@ -4,13 +4,12 @@ never when trimming is off."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from gateway.worker import heap
-from gateway.worker.local import LocalWorker
 from gateway.worker.protocol import ChatMessage, SamplingParams
+from tests.integration.conftest import running_local_worker
 
 pytestmark = pytest.mark.model
 
@@ -22,10 +21,8 @@ async def trims_over_a_generation(monkeypatch: pytest.MonkeyPatch, trim_idle_ms:
     calls: list[bool] = []
     real = heap.trim
     monkeypatch.setattr(heap, "trim", lambda: calls.append(real()) or True)
-    w = LocalWorker("smollm2-135m-instruct", "cpu", Path(".stopgate"), max_batch=2, trim_idle_ms=trim_idle_ms)
-    await w.start()
     counts = []
-    try:
+    async with running_local_worker(max_batch=2, trim_idle_ms=trim_idle_ms) as w:
         await asyncio.sleep(IDLE_MS * 2 / 1000)
         counts.append(len(calls))
         stream = await w.generate([ChatMessage("user", "Name a fruit.")], SamplingParams(max_tokens=3))
@@ -34,8 +31,6 @@ async def trims_over_a_generation(monkeypatch: pytest.MonkeyPatch, trim_idle_ms:
         for _ in range(2):
             await asyncio.sleep(IDLE_MS * 2 / 1000)
             counts.append(len(calls))
-    finally:
-        await w.close()
     return counts
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from gateway.errors import UnsupportedParameter
 from gateway.worker.local import LocalWorker
 from gateway.worker.protocol import ChatMessage, SamplingParams, TokenEvent
+from tests.integration.conftest import running_local_worker
 
 pytestmark = pytest.mark.model
 
@@ -22,10 +22,8 @@ END = "\n</think>\n\n"
 
 @pytest.fixture(scope="module")
 async def worker() -> AsyncIterator[LocalWorker]:
-    w = LocalWorker("smollm2-135m-instruct", "cpu", Path(".stopgate"), max_batch=4)
-    await w.start()
-    yield w
-    await w.close()
+    async with running_local_worker(max_batch=4) as w:
+        yield w
 
 
 async def forced(w: LocalWorker, after: int, max_tokens: int = 40) -> tuple[list[TokenEvent], list[int], int]:

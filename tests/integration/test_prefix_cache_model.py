@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from gateway.worker.local import LocalWorker
 from gateway.worker.protocol import ChatMessage, SamplingParams
+from tests.integration.conftest import running_local_worker
 
 pytestmark = pytest.mark.model
 
@@ -19,18 +19,14 @@ PROMPTS = ("Name three fruits.", "What is the capital of France?", "Describe rai
 
 @pytest.fixture(scope="module")
 async def cached() -> AsyncIterator[LocalWorker]:
-    w = LocalWorker("smollm2-135m-instruct", "cpu", Path(".stopgate"), max_batch=4)
-    await w.start()
-    yield w
-    await w.close()
+    async with running_local_worker(max_batch=4) as w:
+        yield w
 
 
 @pytest.fixture(scope="module")
 async def uncached() -> AsyncIterator[LocalWorker]:
-    w = LocalWorker("smollm2-135m-instruct", "cpu", Path(".stopgate"), max_batch=4, prefix_cache_mb=0)
-    await w.start()
-    yield w
-    await w.close()
+    async with running_local_worker(max_batch=4, prefix_cache_mb=0) as w:
+        yield w
 
 
 async def greedy(w: LocalWorker, messages: list[ChatMessage], max_tokens: int = 20) -> str:

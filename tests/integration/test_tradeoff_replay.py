@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -15,6 +14,7 @@ from gateway.serving.call import Budget
 from gateway.serving.enforcement import Enforcer
 from gateway.worker.local import LocalWorker
 from gateway.worker.protocol import ChatMessage, ProbeResult, SamplingParams
+from tests.integration.conftest import running_local_worker
 
 pytestmark = pytest.mark.model
 
@@ -46,10 +46,8 @@ CUTTING = Policy(
 @pytest.fixture(scope="module")
 async def worker() -> AsyncIterator[LocalWorker]:
     # One request at a time: a lone row decodes exactly as the recorded one did.
-    w = LocalWorker("smollm2-135m-instruct", "cpu", Path(".stopgate"), max_batch=1)
-    await w.start()
-    yield w
-    await w.close()
+    async with running_local_worker(max_batch=1) as w:
+        yield w
 
 
 async def live(worker: LocalWorker, policy: Policy, prompt: str) -> tuple[str, list[Decision], str | None]:
